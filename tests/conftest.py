@@ -1,0 +1,42 @@
+"""Shared fixtures: one local Ray cluster and one tiny model per test session (both are slow to make)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+BENCHMARKS = SHARED / "data" / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def benchmarks_dir() -> Path:
+    if not BENCHMARKS.is_dir():
+        pytest.skip(f"benchmark files not found at {BENCHMARKS}")
+    return BENCHMARKS
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray cluster shared by every integration test in the session."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, object_store_memory=512 * 1024**2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_kit(tmp_path_factory):
+    """Tiny model + tokenizer (random init) and the synthetic task's Parquet files."""
+    from gram_ray.tinykit import build_kit
+
+    return build_kit(tmp_path_factory.mktemp("tinykit"), seed=0, small=True)

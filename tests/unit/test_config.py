@@ -1,0 +1,55 @@
+import pytest
+
+from gram_ray.config import (
+    ConfigError,
+    EngineConfig,
+    JudgeConfig,
+    config_hash,
+    dump_config,
+    load_config,
+    parse_overrides,
+)
+
+
+def test_yaml_round_trip_and_overrides(tmp_path):
+    path = tmp_path / "engine.yaml"
+    path.write_text("model: /models/rm\nconcurrency: [1, 4]\n")
+    cfg = load_config(path, EngineConfig, overrides=parse_overrides(["batch_size=16", "accelerator=gpu"]))
+    assert cfg.concurrency == (1, 4) and cfg.batch_size == 16 and cfg.resolved_dtype == "bfloat16"
+    dump_config(cfg, tmp_path / "out.yaml")
+    again = load_config(tmp_path / "out.yaml", EngineConfig)
+    assert again == cfg and config_hash(again) == config_hash(cfg)
+    assert config_hash(cfg.model_copy(update={"batch_size": 8})) != config_hash(cfg)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("model: m\nbatch_sise: 4\n", "batch_sise: Extra inputs are not permitted"),
+        ("model: m\nbatch_size: 0\n", "batch_size: Input should be greater than or equal to 1"),
+        ("model: m\nconcurrency: [3, 1]\n", "1 <= min <= max"),
+        ("model: m\ntensor_parallel_size: 2\n", "needs accelerator: gpu"),
+        ("batch_size: 4\n", "model: Field required"),
+        ("- just\n- a list\n", "top level must be a mapping"),
+        ("model: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_bad_values_name_the_file_and_the_key(tmp_path, yaml_text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, EngineConfig)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_missing_file_and_bad_override(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml", EngineConfig)
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["novalue"])
+
+
+def test_voting_needs_sampling():
+    with pytest.raises(ValueError, match="temperature > 0"):
+        JudgeConfig(votes=8, temperature=0.0)
+    assert JudgeConfig(votes=8, temperature=0.7).votes == 8
