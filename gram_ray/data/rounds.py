@@ -1,0 +1,146 @@
+"""Split a large unlabeled pool into self-training rounds, in bounded memory, never reusing a row.
+
+Two streaming passes. Pass 1 spreads rows over ``buckets`` Parquet files by a hash of their pair id, so
+duplicates (and a pair's side-swapped twin, which shares its id) land in the same bucket. Pass 2 reads
+one bucket at a time, sorts it by id, drops repeated ids and ids listed in ``exclude`` (the labeled and
+held-out sets: unlabeled rows must not leak them), and deals the survivors into rounds of ``round_size``.
+Memory holds one bucket (pool / ``buckets`` rows), whatever the pool's size; hash order doubles as a
+deterministic shuffle, so each round is a random sample of the pool rather than its first rows, and the
+split does not depend on the order of the sources.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from gram_ray.data.schemas import PAIR_SCHEMA
+
+CHUNK_ROWS = 65536
+
+
+@dataclass
+class RoundSplit:
+    rounds: list[Path]
+    rows: list[int]
+    duplicates: int = 0
+    excluded: int = 0
+    leftover: int = 0  # rows past the last full round, written to leftover.parquet
+    extra: dict = field(default_factory=dict)
+
+
+def _bucket_of(ids: pa.Array, buckets: int) -> list[int]:
+    return [int(i[:8], 16) % buckets for i in ids.to_pylist()]
+
+
+def _scatter(sources: Iterable[str | Path], folder: Path, buckets: int, columns: list[str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    writers: dict[int, pq.ParquetWriter] = {}
+    schema = PAIR_SCHEMA if columns == PAIR_SCHEMA.names else None
+    try:
+        for source in sources:
+            for batch in ds.dataset(str(source), format="parquet").to_batches(columns=columns, batch_size=CHUNK_ROWS):
+                table = pa.Table.from_batches([batch])
+                if schema is not None:
+                    table = table.cast(schema)
+                keys = pa.array(_bucket_of(table["id"].combine_chunks(), buckets))
+                for b in set(keys.to_pylist()):
+                    part = table.filter(pc.equal(keys, b))
+                    if b not in writers:
+                        writers[b] = pq.ParquetWriter(folder / f"{b:05d}.parquet", part.schema)
+                    writers[b].write_table(part)
+    finally:
+        for w in writers.values():
+            w.close()
+
+
+class _RoundWriter:
+    """Deals rows into round files of exactly ``round_size`` rows, then into ``leftover.parquet``."""
+
+    def __init__(self, out_dir: Path, round_size: int, rounds: int):
+        self.out_dir, self.round_size, self.rounds = out_dir, round_size, rounds
+        self.paths: list[Path] = []
+        self.rows: list[int] = []
+        self.leftover = 0
+        self._writer: pq.ParquetWriter | None = None
+
+    def _open(self, schema: pa.Schema) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        index = len(self.paths)
+        path = self.out_dir / (f"round_{index + 1:02d}.parquet" if index < self.rounds else "leftover.parquet")
+        self.paths.append(path)
+        self.rows.append(0)
+        self._writer = pq.ParquetWriter(path, schema)
+
+    def write(self, table: pa.Table) -> None:
+        while table.num_rows:
+            if self._writer is None or (len(self.paths) <= self.rounds and self.rows[-1] == self.round_size):
+                self._open(table.schema)
+            room = table.num_rows if len(self.paths) > self.rounds else self.round_size - self.rows[-1]
+            head, table = table.slice(0, room), table.slice(room)
+            self._writer.write_table(head)
+            self.rows[-1] += head.num_rows
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if len(self.paths) > self.rounds:
+            self.leftover = self.rows.pop()
+            self.paths.pop()
+
+
+def _bucket_rows(path: Path, blocked: pa.Array) -> tuple[pa.Table, int, int]:
+    """One bucket sorted by id (so rounds do not depend on source order), without repeated or excluded
+    ids: (rows, duplicates dropped, excluded dropped)."""
+    table = pq.read_table(path)
+    table = table.take(pc.sort_indices(table["id"]))
+    ids = table["id"].combine_chunks()
+    first = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)) if len(ids) > 1 else pa.array([], pa.bool_())
+    unique = pa.concat_arrays([pa.array([True] * min(1, len(ids))), first.cast(pa.bool_())])
+    table = table.filter(unique)
+    allowed = pc.invert(pc.is_in(table["id"], value_set=blocked))
+    kept = table.filter(allowed)
+    return kept, len(ids) - table.num_rows, table.num_rows - kept.num_rows
+
+
+def split_rounds(sources: Iterable[str | Path], out_dir: str | Path, round_size: int, rounds: int,
+                 exclude: Iterable[str | Path] = (), buckets: int = 64) -> RoundSplit:
+    """Write ``round_01.parquet`` ... with ``round_size`` unique, never-excluded pairs each.
+
+    Raises ValueError when the pool cannot fill ``rounds`` rounds, naming how many rows it had."""
+    if round_size < 1 or rounds < 1:
+        raise ValueError("round_size and rounds must be >= 1")
+    out = Path(out_dir)
+    work = out / ".buckets"
+    shutil.rmtree(work, ignore_errors=True)
+    _scatter(sources, work / "pool", buckets, PAIR_SCHEMA.names)
+    _scatter(exclude, work / "exclude", buckets, ["id"])
+    writer = _RoundWriter(out, round_size, rounds)
+    split = RoundSplit([], [])
+    for b in range(buckets):
+        pool = work / "pool" / f"{b:05d}.parquet"
+        if not pool.exists():
+            continue
+        excluded = work / "exclude" / f"{b:05d}.parquet"
+        blocked = pq.read_table(excluded)["id"].combine_chunks() if excluded.exists() else pa.array([], pa.string())
+        table, dup, exc = _bucket_rows(pool, blocked)
+        split.duplicates += dup
+        split.excluded += exc
+        writer.write(table)
+    writer.close()
+    shutil.rmtree(work, ignore_errors=True)
+    if len(writer.paths) < rounds or writer.rows[-1] < round_size:
+        have = sum(writer.rows) + writer.leftover
+        raise ValueError(f"{rounds} rounds of {round_size} rows need {rounds * round_size} unique unlabeled pairs; "
+                         f"the pool has {have} after dropping {split.duplicates} duplicates and "
+                         f"{split.excluded} excluded")
+    split.rounds, split.rows, split.leftover = writer.paths, writer.rows, writer.leftover
+    return split

@@ -1,0 +1,111 @@
+"""What every pipeline driver shares: its command line, the run folder, and running stages through the
+manifest in order (a stage's hash covers its settings and its upstream stages, so changed inputs count
+as changed settings)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gram_ray.config import Section, config_hash, dump_config, load_config, parse_overrides
+from gram_ray.run.manifest import RunDir, StageResult
+from gram_ray.run.session import connect_ray
+
+
+@dataclass
+class Driver:
+    """Runs stages in order through the run folder's manifest; knows nothing about what a stage does."""
+
+    cfg: Any  # the pipeline's config (a Section with a `run` section)
+    run: RunDir
+    redo: set[str]
+    redoing: bool = False
+    results: dict[str, StageResult] = field(default_factory=dict)
+
+    def stage(self, name: str, settings: object, upstream: list[str], fn: Callable[[], tuple[dict, dict]]
+              ) -> StageResult:
+        """Run one stage; its hash covers its own settings and its upstream stages' hashes, so a
+        changed input is a changed config too. Redoing a stage redoes everything after it."""
+        self.redoing = self.redoing or name in self.redo or "all" in self.redo
+        digest = config_hash({"settings": settings, "upstream": [self.hash(u) for u in upstream]})
+        result = self.run.run_stage(name, digest, fn, redo=self.redoing)
+        self.results[name] = result
+        return result
+
+    def train(self, name: str, phase: str, start: str, data: list[str], upstream: list[str]) -> str:
+        """Train phase ``phase`` into ``runs/<name>/models/<name>`` from ``start`` (a stage name, whose
+        ``model`` output is used, or a model path/id); returns the exported model directory."""
+        from gram_ray.train import train
+
+        def fn() -> tuple[dict, dict]:
+            model = self.path(start, "model") if start in self.results else start
+            cfg = self.cfg.train_config(phase, model=model, data=data, output_dir=str(self.run.path("models", name)))
+            return {"model": str(train(cfg))}, {"phase": phase}
+
+        settings = {"phase": self.cfg.train[phase], "data": data, "start": start}
+        return self.stage(name, settings, upstream, fn).outputs["model"]
+
+    def infer(self, name: str, settings: object, upstream: list[str], run_stage: Callable[[], Any]) -> StageResult:
+        """An inference stage: ``run_stage`` returns a stage summary, which must be complete."""
+        return self.stage(name, settings, upstream, lambda: inference_outputs(run_stage()))
+
+    def engine(self, model_stage: str) -> Any:
+        """The pipeline's engine settings pointed at a stage's model."""
+        return self.cfg.engine.model_copy(update={"model": self.path(model_stage, "model")})
+
+    def hash(self, name: str) -> str:
+        return self.run.finished(name)["config_hash"]
+
+    def path(self, name: str, output: str) -> str:
+        return self.results[name].outputs[output]
+
+
+def inference_outputs(summary: Any) -> tuple[dict, dict]:
+    """A stage summary as (outputs, info); an incomplete stage stops the run rather than feed on a gap."""
+    print(summary)
+    if not summary.complete:
+        raise RuntimeError(f"stage {summary.stage} is incomplete (kept + rejected != input): {summary}")
+    info = {"inputs": summary.inputs, "outputs": summary.outputs, "rejected": summary.rejected}
+    return summary.paths, info
+
+
+def pipeline_inputs(d: Driver, rounds: int) -> dict:
+    """The pipeline's input paths: its ``data`` section as given, or the tiny kit built (once) into the
+    run folder; recorded as stage ``data`` so later stages depend on it."""
+    cfg = d.cfg
+    if cfg.tinykit is None:
+        paths = {**cfg.data.model_dump(), "base_model": cfg.base_model}
+        return d.stage("data", paths, [], lambda: ({}, paths)).info
+
+    def build() -> tuple[dict, dict]:
+        from gram_ray.tinykit import TaskSizes, build_kit
+
+        k = cfg.tinykit
+        sizes = TaskSizes(seed=k.seed_pairs, labeled=k.labeled, unlabeled_rounds=max(rounds, 1),
+                          unlabeled_per_round=k.unlabeled_per_round, heldout=k.heldout, pretrain=k.pretrain)
+        kit = build_kit(d.run.path("kit"), seed=k.seed, layers=k.layers, sizes=sizes)
+        paths = {"base_model": str(kit.model_dir), "seed_rationales": str(kit.seed_rationales),
+                 "labeled": str(kit.labeled), "unlabeled": [str(p) for p in kit.unlabeled],
+                 "heldout": str(kit.heldout), "pretrain": str(kit.pretrain)}
+        return {"model": str(kit.model_dir), "data": str(kit.labeled.parent)}, paths
+
+    return d.stage("data", {"tinykit": cfg.tinykit, "rounds": rounds}, [], build).info
+
+
+def start_run(cls: type[Section], doc: str | None, argv: list[str] | None) -> Driver:
+    """Parse ``--config/--set/--redo``, load and save the config in the run folder, connect to Ray."""
+    parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
+    parser.add_argument("--config", required=True, help="pipeline YAML (see pipelines/configs/)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value (dotted key, YAML value); repeatable")
+    parser.add_argument("--redo", action="append", default=[], metavar="STAGE",
+                        help="run STAGE (and every later stage) again; 'all' redoes the whole run")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, cls, parse_overrides(args.overrides))
+    run = RunDir(Path(cfg.run.runs_dir) / cfg.run.name)
+    dump_config(cfg, run.path("config.yaml"))
+    connect_ray(cfg.run.ray_address)
+    return Driver(cfg, run, set(args.redo))
