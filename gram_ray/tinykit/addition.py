@@ -1,0 +1,271 @@
+"""A synthetic preference task with a verifiable answer: which of two sums of two-digit numbers is right.
+
+It is the demo's and the tests' stand-in for real preference data (design and measured behaviour in
+shared/reference/demo-probe.md): both answers have the same number of digits, so length says nothing;
+the wrong answer is a typical slip (off by 1, 2, 9, 10, 11 or a forgotten carry); the correct side is
+balanced. The "digit-verify" rationale writes the sum digit by digit and then compares each response
+with it, which is what a tiny model can learn to do. Ground truth rides along in every row's ``meta``
+(also on unlabeled rows) so pipelines can measure pseudo-label accuracy; training reads only the pair.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gram_ray.data.schemas import LABELS, PAIR_SCHEMA, RATIONALE_SCHEMA, other_label, pair_id
+from gram_ray.prompts import judge_prompt, proof_to_target, prover_prompt
+
+SOURCE = "tinykit-addition"
+OPERANDS = range(10, 50)
+HELDOUT_SHARE = 0.2  # of the unordered operand pairs, reserved for the held-out split
+WRONG_OFFSETS = (1, -1, 2, -2, 9, -9, 10, -10, 11, -11)
+# The tokens a digit-verify judgement turns on (the verdict words and the answer label), as decoded
+# text; the kit tokenizer keeps each one a single token, for decision-token loss weighting.
+DECISION_WORDS = (" yes", " no", "A", "B")
+PRETRAIN_SCHEMA = pa.schema(
+    [pa.field("prompt", pa.string(), nullable=False), pa.field("completion", pa.string(), nullable=False)]
+)
+
+
+@dataclass(frozen=True)
+class TaskSizes:
+    """Rows per split; the defaults are the probe's."""
+
+    seed: int = 200
+    labeled: int = 2000
+    unlabeled_rounds: int = 2
+    unlabeled_per_round: int = 2000
+    heldout: int = 400
+    pretrain: int = 20000
+
+
+SMALL_SIZES = TaskSizes(seed=16, labeled=32, unlabeled_rounds=2, unlabeled_per_round=24, heldout=24, pretrain=64)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One comparison: ``a + b`` with the correct and a wrong answer, the correct one on ``correct_side``."""
+
+    a: int
+    b: int
+    wrong: int
+    wrong_kind: str
+    correct_side: str
+
+    @property
+    def total(self) -> int:
+        return self.a + self.b
+
+    @property
+    def responses(self) -> tuple[str, str]:
+        right, wrong = str(self.total), str(self.wrong)
+        return (right, wrong) if self.correct_side == "A" else (wrong, right)
+
+
+@dataclass(frozen=True)
+class TaskFiles:
+    seed_rationales: Path
+    labeled: Path
+    unlabeled: list[Path]
+    heldout: Path
+    pretrain: Path
+
+
+def question(a: int, b: int) -> str:
+    return f"What is {a}+{b}?"
+
+
+def worked_solution(a: int, b: int) -> str:
+    """Column addition written out, ones then tens: '7+8=15, carry 1. 3+4+1=8. sum 85.'"""
+    ones = a % 10 + b % 10
+    carry = ones // 10
+    tens = a // 10 + b // 10 + carry
+    tens_line = f"{a // 10}+{b // 10}+{carry}={tens}." if carry else f"{a // 10}+{b // 10}={tens}."
+    return f"{a % 10}+{b % 10}={ones}, carry {carry}. {tens_line} sum {a + b}."
+
+
+def digit_verify(a: int, b: int, response_a: str, response_b: str) -> str:
+    """The worked solution, then each response checked against the written sum."""
+    total = str(a + b)
+    verdicts = " ".join(
+        f"{side}: {resp} vs {total} {'yes' if resp == total else 'no'}."
+        for side, resp in (("A", response_a), ("B", response_b))
+    )
+    return f"{worked_solution(a, b)} {verdicts}"
+
+
+def wrong_answers(a: int, b: int) -> dict[int, str]:
+    """Plausible wrong sums with as many digits as the right one, each with the slip that makes it."""
+    total = a + b
+    out: dict[int, str] = {}
+    if a % 10 + b % 10 >= 10:
+        out[total - 10] = "forgot_carry"
+    for offset in WRONG_OFFSETS:
+        out.setdefault(total + offset, f"{offset:+d}")
+    return {w: kind for w, kind in out.items() if w > 0 and len(str(w)) == len(str(total))}
+
+
+_SUM = re.compile(r"\bsum (\d+)\.")
+_VERDICT = re.compile(r"(?<![A-Za-z])([AB]): (.+?) vs (\d+) (yes|no)\b")
+
+
+def verify_rationale(pair_row: Mapping, rationale: str, label: str) -> str | None:
+    """None when a digit-verify rationale supports ``label``, else a short reason.
+
+    "Supports" means: one written sum; each response quoted as it is in the pair and compared with that
+    sum; each yes/no verdict true of its comparison; and the one "yes" on the label's side. Whether the
+    written sum is the true sum is deliberately not checked: this is the filter a self-training loop
+    can apply without ground truth (``support_check: arith_verify``).
+    """
+    if label not in LABELS:
+        raise ValueError(f"label must be one of {LABELS}, got {label!r}")
+    sums = _SUM.findall(rationale)
+    if len(sums) != 1:
+        return "no sum line" if not sums else "several sum lines"
+    written = sums[0]
+    verdicts: dict[str, tuple[str, str, str]] = {}
+    for side, quoted, compared, word in _VERDICT.findall(rationale):
+        if side in verdicts:
+            return f"several verdicts for {side}"
+        verdicts[side] = (quoted, compared, word)
+    supported = []
+    for side in LABELS:
+        if side not in verdicts:
+            return f"no verdict for {side}"
+        quoted, compared, word = verdicts[side]
+        response = str(pair_row[f"response_{side.lower()}"]).strip()
+        if quoted != response:
+            return f"{side} quoted as {quoted!r}, response is {response!r}"
+        if compared != written:
+            return f"{side} compared with {compared}, written sum is {written}"
+        if (quoted == written) != (word == "yes"):
+            return f"{side} verdict '{word}' is wrong for {quoted} vs {written}"
+        if word == "yes":
+            supported.append(side)
+    if supported != [label]:
+        if not supported:
+            return "no response matches the written sum"
+        if len(supported) == 2:
+            return "both responses match the written sum"
+        return f"rationale supports {other_label(label)}, label is {label}"
+    return None
+
+
+def pair_record(problem: Problem, labeled: bool = True) -> dict:
+    """A PAIR_SCHEMA row; ground truth in ``meta`` even when ``label`` is withheld."""
+    response_a, response_b = problem.responses
+    prompt = question(problem.a, problem.b)
+    meta = {
+        "task": "addition",
+        "a": problem.a,
+        "b": problem.b,
+        "sum": problem.total,
+        "wrong": problem.wrong,
+        "wrong_kind": problem.wrong_kind,
+        "gold_label": problem.correct_side,
+    }
+    return {
+        "id": pair_id(prompt, response_a, response_b),
+        "prompt": prompt,
+        "response_a": response_a,
+        "response_b": response_b,
+        "label": problem.correct_side if labeled else None,
+        "source": SOURCE,
+        "meta": json.dumps(meta, sort_keys=True),
+    }
+
+
+def seed_rationale_record(problem: Problem) -> dict:
+    """A RATIONALE_SCHEMA row with the correct digit-verify rationale, as a human would write it."""
+    row = pair_record(problem)
+    rationale = digit_verify(problem.a, problem.b, row["response_a"], row["response_b"])
+    return {**row, "rationale": rationale, "target": proof_to_target(rationale, row["label"]),
+            "producer": "human", "round": 0, "score": None}
+
+
+def split_operands(rng: random.Random) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(training, held-out) ordered operand pairs; {a, b} and {b, a} always land on the same side."""
+    unordered = [(a, b) for a in OPERANDS for b in OPERANDS if a <= b]
+    rng.shuffle(unordered)
+    cut = round(len(unordered) * HELDOUT_SHARE)
+
+    def both_orders(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return sorted({o for a, b in pairs for o in ((a, b), (b, a))})
+
+    return both_orders(unordered[cut:]), both_orders(unordered[:cut])
+
+
+def draw_problems(operands: list[tuple[int, int]], counts: list[int], rng: random.Random) -> list[list[Problem]]:
+    """Problems for several splits, no comparison repeated within or across them (even side-swapped),
+    each split with the correct answer on side A for half its rows (the odd row random)."""
+    candidates = [(a, b, w, kind) for a, b in operands for w, kind in sorted(wrong_answers(a, b).items())]
+    if sum(counts) > len(candidates):
+        raise ValueError(f"asked for {sum(counts)} distinct problems, only {len(candidates)} exist")
+    rng.shuffle(candidates)
+    out, start = [], 0
+    for n in counts:
+        sides = ["A", "B"] * (n // 2) + ([rng.choice(LABELS)] if n % 2 else [])
+        rng.shuffle(sides)
+        chunk = candidates[start : start + n]
+        out.append([Problem(a, b, w, kind, side) for (a, b, w, kind), side in zip(chunk, sides, strict=True)])
+        start += n
+    return out
+
+
+def write_task(out_dir: str | Path, seed: int = 0, sizes: TaskSizes = TaskSizes()) -> TaskFiles:
+    """Write every split's Parquet file under ``out_dir``; deterministic for a given seed and sizes."""
+    out_dir = Path(out_dir)
+    (out_dir / "unlabeled").mkdir(parents=True, exist_ok=True)
+    for stale in (out_dir / "unlabeled").glob("round_*.parquet"):  # a folder read whole must hold only ours
+        stale.unlink()
+    rng = random.Random(seed)
+    train_ops, heldout_ops = split_operands(rng)
+    rounds = [sizes.unlabeled_per_round] * sizes.unlabeled_rounds
+    seed_set, labeled, *unlabeled = draw_problems(train_ops, [sizes.seed, sizes.labeled, *rounds], rng)
+    (heldout,) = draw_problems(heldout_ops, [sizes.heldout], rng)
+    pretrain_ops = [rng.choice(train_ops) for _ in range(sizes.pretrain)]
+
+    files = TaskFiles(
+        seed_rationales=out_dir / "seed_rationales.parquet",
+        labeled=out_dir / "labeled.parquet",
+        unlabeled=[out_dir / "unlabeled" / f"round_{r:02d}.parquet" for r in range(1, len(unlabeled) + 1)],
+        heldout=out_dir / "heldout.parquet",
+        pretrain=out_dir / "pretrain.parquet",
+    )
+    _write(files.seed_rationales, [seed_rationale_record(p) for p in seed_set], RATIONALE_SCHEMA)
+    _write(files.labeled, [pair_record(p) for p in labeled], PAIR_SCHEMA)
+    for path, problems in zip(files.unlabeled, unlabeled, strict=True):
+        _write(path, [pair_record(p, labeled=False) for p in problems], PAIR_SCHEMA)
+    _write(files.heldout, [pair_record(p) for p in heldout], PAIR_SCHEMA)
+    pretrain_rows = [{"prompt": question(a, b), "completion": worked_solution(a, b)} for a, b in pretrain_ops]
+    _write(files.pretrain, pretrain_rows, PRETRAIN_SCHEMA)
+    return files
+
+
+def corpus() -> Iterator[str]:
+    """The task's text for tokenizer training: every question with its worked solution, and one compact
+    judge prompt, prover prompt and RM target per question. Seed-independent, so every kit shares a
+    tokenizer whatever its seed or size."""
+    for a in OPERANDS:
+        for b in OPERANDS:
+            wrongs = sorted(wrong_answers(a, b))
+            problem = Problem(a, b, wrongs[(a * 7 + b) % len(wrongs)], "", "A" if (a + b) % 2 else "B")
+            response_a, response_b = problem.responses
+            label = problem.correct_side
+            yield question(a, b)
+            yield worked_solution(a, b)
+            yield judge_prompt("compact", question(a, b), response_a, response_b)
+            yield prover_prompt("compact", question(a, b), response_a, response_b, label)
+            yield proof_to_target(digit_verify(a, b, response_a, response_b), label)
+
+
+def _write(path: Path, rows: list[dict], schema: pa.Schema) -> None:
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)

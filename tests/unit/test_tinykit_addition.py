@@ -1,0 +1,216 @@
+"""The synthetic addition task: answers, rationales, the support check, and the splits on disk."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import pyarrow.parquet as pq
+import pytest
+
+from gram_ray.data.schemas import PAIR_SCHEMA, RATIONALE_SCHEMA, pair_id
+from gram_ray.prompts import proof_to_target
+from gram_ray.tinykit.addition import (
+    OPERANDS,
+    SMALL_SIZES,
+    TaskSizes,
+    digit_verify,
+    verify_rationale,
+    worked_solution,
+    write_task,
+)
+
+ALL_OPERANDS = [(a, b) for a in OPERANDS for b in OPERANDS]
+
+
+def test_worked_solution_matches_the_probe_format():
+    assert worked_solution(37, 48) == "7+8=15, carry 1. 3+4+1=8. sum 85."
+    assert worked_solution(12, 34) == "2+4=6, carry 0. 1+3=4. sum 46."
+
+
+def test_worked_solution_lines_are_true_and_end_in_the_sum():
+    for a, b in ALL_OPERANDS:
+        text = worked_solution(a, b)
+        steps = re.findall(r"([\d+]+)=(\d+)", text)
+        assert len(steps) == 2
+        for lhs, rhs in steps:
+            assert sum(int(x) for x in lhs.split("+")) == int(rhs)
+        assert text.endswith(f"sum {a + b}.")
+
+
+def test_digit_verify_matches_the_probe_rationale():
+    assert digit_verify(37, 48, "85", "84") == (
+        "7+8=15, carry 1. 3+4+1=8. sum 85. A: 85 vs 85 yes. B: 84 vs 85 no."
+    )
+
+
+@pytest.mark.parametrize("split", ["labeled", "heldout"])
+def test_wrong_answers_differ_from_the_sum_with_equal_length(full_task, split):
+    for row in full_task[split]:
+        meta = json.loads(row["meta"])
+        right, wrong = str(meta["sum"]), str(meta["wrong"])
+        assert wrong != right and len(wrong) == len(right)
+        assert abs(meta["wrong"] - meta["sum"]) in {1, 2, 9, 10, 11}
+        assert {row["response_a"], row["response_b"]} == {right, wrong}
+
+
+# ---- verify_rationale ---------------------------------------------------------------------------
+
+PAIR = {"prompt": "What is 37+48?", "response_a": "85", "response_b": "84"}
+
+
+def test_correct_rationale_supports_its_label():
+    assert verify_rationale(PAIR, digit_verify(37, 48, "85", "84"), "A") is None
+    swapped = {**PAIR, "response_a": "84", "response_b": "85"}
+    assert verify_rationale(swapped, digit_verify(37, 48, "84", "85"), "B") is None
+
+
+def test_rationale_inside_a_generated_target_is_read():
+    target = proof_to_target(digit_verify(37, 48, "85", "84"), "A")
+    assert verify_rationale(PAIR, target, "A") is None
+
+
+def test_a_consistent_wrong_sum_still_supports_its_label():
+    # The filter checks support, not truth: a judge that wrote sum 84 and chose B is self-consistent.
+    rationale = "7+8=14, carry 1. 3+4+1=8. sum 84. A: 85 vs 84 no. B: 84 vs 84 yes."
+    assert verify_rationale(PAIR, rationale, "B") is None
+
+
+@pytest.mark.parametrize(
+    ("rationale", "label", "reason"),
+    [
+        ("7+8=15, carry 1. 3+4+1=8. sum 85. A: 85 vs 85 yes. B: 84 vs 85 no.", "B", "supports A"),
+        ("7+8=15, carry 1. 3+4+1=8. A: 85 vs 85 yes. B: 84 vs 85 no.", "A", "no sum line"),
+        ("sum 85. sum 84. A: 85 vs 85 yes. B: 84 vs 85 no.", "A", "several sum lines"),
+        ("sum 85. A: 85 vs 85 yes.", "A", "no verdict for B"),
+        ("sum 85. A: 85 vs 85 yes. B: 84 vs 85 no. B: 84 vs 85 no.", "A", "several verdicts for B"),
+        ("sum 85. A: 85 vs 85 yes. B: 85 vs 85 yes.", "A", "B quoted as '85'"),
+        ("sum 85. A: 85 vs 84 yes. B: 84 vs 85 no.", "A", "A compared with 84"),
+        ("sum 85. A: 85 vs 85 no. B: 84 vs 85 no.", "A", "A verdict 'no' is wrong"),
+        ("sum 85. A: 85 vs 85 yes. B: 84 vs 85 yes.", "A", "B verdict 'yes' is wrong"),
+        ("sum 86. A: 85 vs 86 no. B: 84 vs 86 no.", "A", "no response matches"),
+    ],
+)
+def test_unsupporting_rationales_get_a_reason(rationale, label, reason):
+    got = verify_rationale(PAIR, rationale, label)
+    assert got is not None and reason in got
+
+
+def test_both_sides_matching_is_not_support():
+    same = {**PAIR, "response_b": "85"}
+    got = verify_rationale(same, "sum 85. A: 85 vs 85 yes. B: 85 vs 85 yes.", "A")
+    assert got is not None and "both" in got
+
+
+def test_invalid_label_is_an_error():
+    with pytest.raises(ValueError, match="label"):
+        verify_rationale(PAIR, digit_verify(37, 48, "85", "84"), "C")
+
+
+# ---- splits on disk -----------------------------------------------------------------------------
+
+
+def read_task(files) -> dict[str, list[dict]]:
+    out = {name: pq.read_table(getattr(files, name)).to_pylist()
+           for name in ("seed_rationales", "labeled", "heldout", "pretrain")}
+    out["unlabeled"] = [row for path in files.unlabeled for row in pq.read_table(path).to_pylist()]
+    return out
+
+
+@pytest.fixture(scope="module")
+def full_files(tmp_path_factory):
+    return write_task(tmp_path_factory.mktemp("addition"), seed=3)
+
+
+@pytest.fixture(scope="module")
+def full_task(full_files):
+    return read_task(full_files)
+
+
+def test_default_sizes_are_the_probes(full_files, full_task):
+    assert [len(full_task[k]) for k in ("seed_rationales", "labeled", "heldout", "pretrain")] == [
+        200, 2000, 400, 20000]
+    assert [pq.read_metadata(p).num_rows for p in full_files.unlabeled] == [2000, 2000]
+    assert [p.name for p in full_files.unlabeled] == ["round_01.parquet", "round_02.parquet"]
+
+
+def test_small_sizes_are_tens_of_rows(tmp_path):
+    files = write_task(tmp_path, seed=0, sizes=SMALL_SIZES)
+    task = read_task(files)
+    assert all(8 <= len(task[k]) <= 100 for k in ("seed_rationales", "labeled", "heldout", "unlabeled", "pretrain"))
+
+
+def test_schemas_match(full_files):
+    assert pq.read_schema(full_files.seed_rationales).remove_metadata() == RATIONALE_SCHEMA
+    for path in [full_files.labeled, full_files.heldout, *full_files.unlabeled]:
+        assert pq.read_schema(path).remove_metadata() == PAIR_SCHEMA
+    assert pq.read_schema(full_files.pretrain).names == ["prompt", "completion"]
+
+
+def operands(row) -> tuple[int, int]:
+    a, b = map(int, re.fullmatch(r"What is (\d+)\+(\d+)\?", row["prompt"]).groups())
+    return a, b
+
+
+def operand_set(row) -> frozenset[int]:
+    return frozenset(operands(row))
+
+
+def test_heldout_operands_never_appear_in_training(full_task):
+    heldout = {operand_set(r) for r in full_task["heldout"]}
+    for split in ("seed_rationales", "labeled", "unlabeled", "pretrain"):
+        assert heldout.isdisjoint(operand_set(r) for r in full_task[split]), split
+
+
+def test_no_comparison_repeats_across_splits(full_task):
+    rows = [r for k in ("seed_rationales", "labeled", "unlabeled", "heldout") for r in full_task[k]]
+    assert all(r["id"] == pair_id(r["prompt"], r["response_a"], r["response_b"]) for r in rows)
+    assert len({r["id"] for r in rows}) == len(rows)
+
+
+@pytest.mark.parametrize("split", ["seed_rationales", "labeled", "unlabeled", "heldout"])
+def test_correct_side_is_balanced_and_true(full_task, split):
+    golds = Counter()
+    for row in full_task[split]:
+        meta = json.loads(row["meta"])
+        gold = meta["gold_label"]
+        assert row[f"response_{gold.lower()}"] == str(meta["a"] + meta["b"]) == str(meta["sum"])
+        assert row["prompt"] == f"What is {meta['a']}+{meta['b']}?"
+        assert row["label"] == (None if split == "unlabeled" else gold)
+        golds[gold] += 1
+    assert abs(golds["A"] - golds["B"]) <= 1
+
+
+def test_seed_rationales_are_correct_human_proofs(full_task):
+    for row in full_task["seed_rationales"]:
+        assert verify_rationale(row, row["rationale"], row["label"]) is None
+        meta = json.loads(row["meta"])
+        assert f"sum {meta['sum']}." in row["rationale"]
+        assert row["target"] == proof_to_target(row["rationale"], row["label"])
+        assert (row["producer"], row["round"], row["score"]) == ("human", 0, None)
+
+
+def test_pretrain_rows_are_worked_solutions_without_preferences(full_task):
+    for row in full_task["pretrain"][:500]:
+        assert row["completion"] == worked_solution(*operands(row))
+    assert len({r["prompt"] for r in full_task["pretrain"]}) > 1000
+
+
+def test_same_seed_same_files_other_seed_differs(tmp_path):
+    one = read_task(write_task(tmp_path / "one", seed=5, sizes=SMALL_SIZES))
+    two = read_task(write_task(tmp_path / "two", seed=5, sizes=SMALL_SIZES))
+    other = read_task(write_task(tmp_path / "other", seed=6, sizes=SMALL_SIZES))
+    assert one == two
+    assert one["labeled"] != other["labeled"]
+
+
+def test_impossible_sizes_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="distinct problems"):
+        write_task(tmp_path, sizes=TaskSizes(heldout=100_000))
+
+
+def test_rewriting_with_fewer_rounds_leaves_no_stale_shards(tmp_path):
+    write_task(tmp_path, sizes=TaskSizes(**{**SMALL_SIZES.__dict__, "unlabeled_rounds": 3}))
+    files = write_task(tmp_path, sizes=SMALL_SIZES)
+    assert sorted((tmp_path / "unlabeled").iterdir()) == files.unlabeled
