@@ -77,7 +77,8 @@ def pipeline_inputs(d: Driver, rounds: int) -> dict:
     run folder; recorded as stage ``data`` so later stages depend on it."""
     cfg = d.cfg
     if cfg.tinykit is None:
-        paths = {**cfg.data.model_dump(), "base_model": cfg.base_model}
+        paths = {key: _absolute(value) for key, value in cfg.data.model_dump().items()}
+        paths["base_model"] = _absolute(cfg.base_model) if Path(cfg.base_model).exists() else cfg.base_model
         return d.stage("data", paths, [], lambda: ({}, paths)).info
 
     def build() -> tuple[dict, dict]:
@@ -93,6 +94,13 @@ def pipeline_inputs(d: Driver, rounds: int) -> dict:
         return {"model": str(kit.model_dir), "data": str(kit.labeled.parent)}, paths
 
     return d.stage("data", {"tinykit": cfg.tinykit, "rounds": rounds}, [], build).info
+
+
+def _absolute(value: str | list[str] | None) -> str | list[str] | None:
+    """Paths as Ray workers (other working directories, other nodes) can use them."""
+    if isinstance(value, list):
+        return [str(Path(v).resolve()) for v in value]
+    return None if value is None else str(Path(value).resolve())
 
 
 def start_run(cls: type[Section], doc: str | None, argv: list[str] | None) -> Driver:

@@ -86,7 +86,7 @@ class RunDir:
     """``runs/<name>/``: stage outputs in sub-folders and the manifest that records finished stages."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = Path(root).resolve()  # Ray workers run elsewhere: every recorded path is absolute
         self.root.mkdir(parents=True, exist_ok=True)
 
     @property

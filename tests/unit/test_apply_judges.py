@@ -1,0 +1,117 @@
+"""Engine-free parts of the judges and the server: label tokens, restricted softmax, sampling settings,
+query splitting and the request gate."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+from fastapi import HTTPException
+
+from gram_ray.apply.judges import JudgeCore, judgement_of
+from gram_ray.apply.server import Gate, response_of, strip_ends
+from gram_ray.config import JudgeConfig
+from gram_ray.prompts.verdicts import LabelTokens
+from gram_ray.stages.voting import Sample
+
+
+class WordTokenizer:
+    """Each known string is one token; anything else takes two (so it is never a single label token)."""
+
+    def __init__(self, vocab):
+        self.vocab = {text: i for i, text in enumerate(vocab)}
+
+    def encode(self, text, add_special_tokens=False):
+        return [self.vocab[text]] if text in self.vocab else [-1, -1]
+
+
+def test_label_tokens_collect_single_token_spellings():
+    labels = LabelTokens.from_tokenizer(WordTokenizer(["A", "B", " A", "x"]))
+    assert labels.a == (0, 2) and labels.b == (1,)
+    assert labels.label_of(2) == "A" and labels.label_of(3) is None
+    with pytest.raises(ValueError, match="no single token for label 'B'"):
+        LabelTokens.from_tokenizer(WordTokenizer(["A", "x"]))
+
+
+def test_p_a_is_the_softmax_over_label_tokens_only():
+    labels = LabelTokens(a=(0, 2), b=(1,))
+    # log-probs -1 (A), -2 (B), -3 (" A") and an unrelated token that must not count.
+    p = labels.p_a({0: -1.0, 1: -2.0, 2: -3.0, 7: -0.1})
+    expected = (math.exp(-1) + math.exp(-3)) / (math.exp(-1) + math.exp(-2) + math.exp(-3))
+    assert p == pytest.approx(expected)
+    assert labels.p_a({0: -1.0, 1: -1.0}) == pytest.approx(0.5)
+    assert labels.p_a({7: -0.1}) is None
+    assert labels.p_a({0: -math.inf, 1: -5.0}) == pytest.approx(0.0)
+
+
+def test_sampling_settings_per_kind():
+    tok = WordTokenizer(["A", "B"])
+    label = JudgeCore(tok, "label", JudgeConfig(template="gram"))
+    assert label.sampling() == {"n": 1, "max_tokens": 1, "temperature": 0.0, "logprob_token_ids": [0, 1]}
+    reasoning = JudgeCore(tok, "reasoning", JudgeConfig(votes=4, temperature=0.7, max_tokens=64))
+    assert reasoning.sampling()["n"] == 4 and reasoning.sampling(votes=8)["n"] == 8
+    greedy = JudgeCore(tok, "reasoning", JudgeConfig())
+    with pytest.raises(ValueError, match="temperature > 0"):
+        greedy.sampling(votes=3)
+    with pytest.raises(ValueError, match="judge kind"):
+        JudgeCore(tok, "scalar")
+
+
+def test_label_kind_reads_the_first_position():
+    core = JudgeCore(WordTokenizer(["A", "B"]), "label")
+    sample = core.sample("B", [1], [{0: -2.0, 1: -1.0}])
+    assert sample.answer == "B" and sample.p_a == pytest.approx(1 / (1 + math.e))
+
+
+def test_judgement_of_votes_and_probabilities():
+    j = judgement_of([Sample("x", "A", 0.8), Sample("y", "A", None), Sample("z", "B", 0.4), Sample("w", None, None)])
+    assert (j.votes_a, j.votes_b, j.votes_none, j.answer) == (2, 1, 1, "A")
+    assert j.p_a == pytest.approx(0.6)  # mean over the samples whose answer token was found
+    only_verdict = judgement_of([Sample("x", "B", None)])
+    assert only_verdict.p_a == 0.0 and only_verdict.answer == "B"
+    nothing = judgement_of([Sample("x", None, None)])
+    assert nothing.p_a == 0.5 and nothing.answer is None
+
+
+def test_strip_and_split_openrlhf_queries():
+    strings = ["<pad>", "</s>"]
+    assert strip_ends("<pad><pad> hi </s>", strings) == "hi"
+    assert response_of("<pad>Q: 2+2?\nA: 4</s><pad>", "Q: 2+2?", strings) == "A: 4"
+    with pytest.raises(ValueError, match="does not contain its prompt"):
+        response_of("something else", "Q: 2+2?", strings)
+
+
+def test_gate_bounds_running_and_waiting_requests():
+    async def scenario():
+        gate = Gate(active=1, waiting=1)
+        release = asyncio.Event()
+        outcomes = []
+
+        async def request(name):
+            try:
+                async with gate.slot():
+                    outcomes.append(f"{name} runs")
+                    await release.wait()
+            except HTTPException as exc:
+                outcomes.append(f"{name} {exc.status_code}")
+
+        tasks = [asyncio.create_task(request(n)) for n in ("r1", "r2", "r3")]
+        await asyncio.sleep(0.01)
+        assert outcomes == ["r1 runs", "r3 429"] and gate.waiting == 1
+        release.set()
+        await asyncio.gather(*tasks)
+        return outcomes
+
+    assert asyncio.run(scenario()) == ["r1 runs", "r3 429", "r2 runs"]
+
+
+def test_serve_config_checks():
+    from gram_ray.config import ConfigError, ServeConfig, parse_config
+
+    cfg = parse_config({"engine": {"model": "m"}}, ServeConfig)
+    assert (cfg.kind, cfg.judge.template, cfg.reference, cfg.host) == ("reasoning", "gram_r2", "labels", "127.0.0.1")
+    with pytest.raises(ConfigError, match="needs a policy engine"):
+        parse_config({"engine": {"model": "m"}, "reference": "policy"}, ServeConfig)
+    with pytest.raises(ConfigError, match="max_queued_requests"):
+        parse_config({"engine": {"model": "m"}, "max_queued_requests": -1}, ServeConfig)

@@ -1,0 +1,117 @@
+"""The eval harness's bookkeeping on the real benchmark files, with judges whose right answers are known:
+an oracle (always right), a position-biased judge (always says the first response) and an inverted one."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from gram_ray.apply.judges import Judgement
+from gram_ray.eval.harness import judge_benchmark, load_eval_pairs, run_eval, score_results
+
+
+class TableJudge:
+    """Answers from the stored labels: ``mode`` oracle / inverted / first (position bias)."""
+
+    def __init__(self, pairs: pa.Table, mode: str, p: float = 0.9):
+        self.label = {(r["prompt"], r["response_a"], r["response_b"]): r["label"] for r in pairs.to_pylist()}
+        self.mode, self.p = mode, p
+        self.calls = 0
+
+    def _first_is_better(self, prompt, first, second) -> bool:
+        if (prompt, first, second) in self.label:
+            return self.label[(prompt, first, second)] == "A"
+        return self.label[(prompt, second, first)] == "B"
+
+    def judge(self, items):
+        self.calls += 1
+        out = []
+        for item in items:
+            says_a = self.mode == "first" or self._first_is_better(*item) == (self.mode == "oracle")
+            verdict = "A" if says_a else "B"
+            out.append(Judgement(texts=(f"<answer>{verdict}</answer>",), verdicts=(verdict,), votes_a=int(says_a),
+                                 votes_b=int(not says_a), votes_none=0, answer=verdict,
+                                 p_a=self.p if says_a else 1 - self.p))
+        return out
+
+
+@pytest.fixture(scope="module")
+def benchmark_pairs(benchmarks_dir):
+    return {name: load_eval_pairs(name, benchmarks_dir) for name in ("judgebench", "rm_bench", "hhh")}
+
+
+@pytest.mark.parametrize("name", ["judgebench", "rm_bench", "hhh"])
+def test_oracle_scores_100_and_inverted_0_in_one_call(benchmark_pairs, name):
+    pairs = benchmark_pairs[name]
+    oracle = TableJudge(pairs, "oracle")
+    results = judge_benchmark(oracle, name, pairs)
+    assert oracle.calls == 1 and results.num_rows == pairs.num_rows
+    # A pair whose two responses are identical cannot be judged consistently (JudgeBench has one).
+    identical = sum(r["response_a"] == r["response_b"] for r in pairs.to_pylist())
+    assert identical == (1 if name == "judgebench" else 0)
+    assert score_results(results).overall == pytest.approx(100.0 * (pairs.num_rows - identical) / pairs.num_rows)
+    assert score_results(judge_benchmark(TableJudge(pairs, "inverted"), name, pairs)).overall == pytest.approx(0.0)
+
+
+def test_real_files_have_the_documented_sizes(benchmark_pairs):
+    score = score_results(judge_benchmark(TableJudge(benchmark_pairs["judgebench"], "oracle"), "judgebench",
+                                          benchmark_pairs["judgebench"]))
+    assert score.counts == {"mmlu-pro": 308, "livebench-reasoning": 149, "livebench-math": 90, "livecodebench": 73}
+    rm = score_results(judge_benchmark(TableJudge(benchmark_pairs["rm_bench"], "oracle"), "rm_bench",
+                                       benchmark_pairs["rm_bench"]))
+    assert rm.counts == {"chat": 129, "code": 228, "safety": 284 + 157}
+    assert "math" in rm.notes[0]
+    hhh = score_results(judge_benchmark(TableJudge(benchmark_pairs["hhh"], "oracle"), "hhh", benchmark_pairs["hhh"]))
+    assert hhh.counts == {"harmless": 58, "helpful": 59, "honest": 61, "other": 43}
+
+
+def test_position_bias_is_caught_by_both_games(benchmark_pairs):
+    pairs = benchmark_pairs["judgebench"]
+    biased = TableJudge(pairs, "first")
+    # Two games: game 1 says A>B, game 2 says A>B in the swapped frame = B>A: inconsistent, never correct.
+    assert score_results(judge_benchmark(biased, "judgebench", pairs)).overall == 0.0
+    # One game: right exactly where the benchmark put the better response first.
+    single = score_results(judge_benchmark(biased, "judgebench", pairs, single_game=True))
+    share_a = pairs.column("label").to_pylist().count("A") / pairs.num_rows
+    assert single.overall == pytest.approx(100 * share_a)
+    # Pointwise benchmarks: eq. 3 of a constant P(A) is exactly 0.5, which is not a win (strict >).
+    rm = benchmark_pairs["rm_bench"]
+    assert score_results(judge_benchmark(TableJudge(rm, "first"), "rm_bench", rm)).overall == 0.0
+
+
+def test_run_eval_writes_results_and_report(benchmark_pairs, tmp_path):
+    import pyarrow.parquet as pq
+
+    pairs = benchmark_pairs["hhh"].slice(0, 10)
+    score, paths = run_eval(TableJudge(pairs, "oracle"), "hhh", pairs, tmp_path)
+    table = pq.read_table(paths["results"])
+    assert table.num_rows == 10 and all(table.column("correct").to_pylist())
+    assert score_results(table).overall == score.overall == 100.0
+    assert "| **Overall** | **100.00** | 10 |" in paths["markdown"].read_text()
+
+
+def test_bad_inputs_are_errors(benchmarks_dir, benchmark_pairs):
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        load_eval_pairs("mmlu", benchmarks_dir)
+    with pytest.raises(ValueError, match="rewardbench"):
+        load_eval_pairs("rewardbench", benchmarks_dir)
+    with pytest.raises(ValueError, match="no hub loader"):
+        load_eval_pairs("hhh", hub=True)
+    rm = benchmark_pairs["rm_bench"].slice(0, 5)  # 5 of one prompt's 9 pairs
+    with pytest.raises(ValueError, match="without all 9 pairs"):
+        score_results(judge_benchmark(TableJudge(rm, "oracle"), "rm_bench", rm))
+
+
+def test_rewardbench_file_in_the_hub_schema(tmp_path):
+    import json
+
+    records = [{"prompt": f"p{i}", "chosen": f"good {i}", "chosen_model": "m1", "rejected": f"bad {i}",
+                "rejected_model": "m2", "subset": subset, "id": i}
+               for i, subset in enumerate(["alpacaeval-easy", "alpacaeval-easy", "math-prm", "hep-go"])]
+    path = tmp_path / "filtered.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    pairs = load_eval_pairs("rewardbench", path)
+    assert pairs.num_rows == 4
+    score = score_results(judge_benchmark(TableJudge(pairs, "oracle"), "rewardbench", pairs))
+    assert score.groups == {"Chat": 100.0, "Reasoning": 100.0} and score.overall == 100.0
+    assert score.counts == {"Chat": 2, "Reasoning": 2}
