@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(FLAVOUR)
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-all lint clean
 
 install: $(STAMP)
 
@@ -27,8 +27,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) pipelines/selftrain.py --config pipelines/configs/demo.yaml
 
+# `slow` = whole-pipeline runs (job submission, kill-and-resume): minutes each on 2 cores; `make test-all`.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow" --durations=15
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q --durations=15
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gram_ray pipelines tests bench

@@ -27,6 +27,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "tests" / "integration" / "configs" / "selftrain_tiny.yaml"
 RAY = str(Path(sys.executable).with_name("ray"))
+# a loopback-only test cluster: Ray's token authentication (on by default since 2.5x) is turned off for it
+# and `python` in the job's entry point is this environment's, as in an activated virtualenv
+ENV = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1",
+       "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 ROUND1 = ["label_r01", "prove_r01", "denoise_r01", "rm_r01", "eval_r01"]
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -43,7 +47,7 @@ def head_node(tmp_path_factory):
     """A local `ray start --head` cluster with the job server, stopped afterwards."""
     temp = tmp_path_factory.mktemp("ray")
     port, dash = _free_port(), _free_port()
-    env = {**os.environ, "RAY_ADDRESS": ""}
+    env = ENV
     subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=true",
                     f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", f"--temp-dir={temp}",
                     "--object-store-memory=500000000", "--disable-usage-stats"], check=True, env=env, timeout=180)
@@ -57,7 +61,7 @@ def _driver(runs: Path, gcs: str, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "pipelines/selftrain.py", "--config", str(CONFIG), "--set", f"run.runs_dir={runs}",
            "--set", f"run.ray_address={gcs}"]
     return subprocess.Popen(cmd, cwd=REPO, stdout=log.open("a"), stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+                            env=ENV, start_new_session=True)
 
 
 def _kill_when(proc: subprocess.Popen, log: Path, marker: str, then: str | None = None, timeout: float = 600) -> None:
@@ -97,7 +101,7 @@ def test_job_submit_then_kill_and_resume_gives_the_same_outputs(head_node, tmp_p
         [RAY, "job", "submit", "--address", head_node["dashboard"], "--working-dir", str(REPO), "--",
          "python", "pipelines/selftrain.py", "--config", str(CONFIG.relative_to(REPO)), "--set",
          f"run.runs_dir={ref_runs}"],
-        capture_output=True, text=True, timeout=1500, env={**os.environ, "RAY_ADDRESS": ""})
+        capture_output=True, text=True, timeout=1500, env=ENV)
     assert submit.returncode == 0, submit.stdout[-4000:] + submit.stderr[-2000:]
     assert "succeeded" in (submit.stdout + submit.stderr).lower()
     ref = ref_runs / "tiny"

@@ -1,0 +1,42 @@
+"""Denoising: apply the FilterConfig rules to labelled pairs or rationale rows; no engine.
+
+Kept rows keep the input's schema; every dropped row goes to ``rejects/`` with its reason.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from gram_ray.config import FilterConfig
+from gram_ray.stages import runner
+from gram_ray.stages.filters import reject_reason
+from gram_ray.stages.requests import malformed
+from gram_ray.stages.runner import Request, Settled, StageSummary
+from gram_ray.stages.schemas import LABELLED_SCHEMA, RATIONALE_OUT_SCHEMA, reject_schema
+
+STAGE = "denoise"
+
+
+def filter_row(row: dict, filters: FilterConfig) -> list[Request] | str:
+    """A reason to drop the row, or no requests (keep it)."""
+    return malformed(row) or reject_reason(row, filters) or []
+
+
+def keep(pair: dict, rows: list[Settled]) -> list[tuple[str, dict]]:
+    return [("kept", pair)]
+
+
+def denoise(rows_in: str | Path | Any, out_dir: str | Path, filters: FilterConfig) -> StageSummary:
+    """Write ``kept/`` and ``rejects/``; rationale rows (with a ``rationale`` column) keep
+    RATIONALE_OUT_SCHEMA, labelled pairs LABELLED_SCHEMA."""
+    rows, inputs = runner.read_rows(rows_in)
+    schema: pa.Schema = RATIONALE_OUT_SCHEMA if "rationale" in rows.schema().names else LABELLED_SCHEMA
+    settled = runner.plan_settled(rows, partial(filter_row, filters=filters))
+    return runner.write_stage(
+        settled, out_dir, STAGE, views={"kept": schema, "rejects": reject_schema(schema)},
+        aggregate=keep, inputs=inputs, primary="kept",
+    )

@@ -1,0 +1,85 @@
+"""EngineConfig -> a ``ray.data.llm`` processor: the one place that knows ray.data.llm's knobs.
+
+Prompts arrive as token ids with per-row sampling parameters (see ``requests``), so the processor's own
+chat-template, tokenize and detokenize stages are switched off. Rows that fail in the engine come back
+with ``__inference_error__`` instead of failing the job (``should_continue_on_error``); such rows skip
+the postprocess function, which the runner allows for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gram_ray.config import EngineConfig
+
+
+def engine_kwargs(engine: EngineConfig) -> dict[str, Any]:
+    """Keyword arguments of the vLLM engine (``AsyncEngineArgs``)."""
+    kwargs: dict[str, Any] = {
+        "max_model_len": engine.max_model_len,
+        "tensor_parallel_size": engine.tensor_parallel_size,
+        "max_num_seqs": engine.max_num_seqs,
+        "enable_prefix_caching": engine.enable_prefix_caching,
+        "dtype": engine.resolved_dtype,
+        "enforce_eager": engine.enforce_eager,
+        "seed": engine.seed,
+    }
+    if engine.accelerator == "gpu":
+        kwargs["gpu_memory_utilization"] = engine.gpu_memory_utilization
+    else:
+        # vLLM 0.32 on CPU kills the engine ("CPU Generator does not use offset") when a request with a
+        # sampling seed is prefilled in chunks; the stages seed every request for reproducibility.
+        kwargs["enable_chunked_prefill"] = False
+    return kwargs
+
+
+def engine_env(engine: EngineConfig) -> dict[str, str]:
+    """Environment of the engine actors (vLLM's CPU backend reads its settings from the environment)."""
+    if engine.accelerator != "cpu":
+        return {}
+    env = {"VLLM_CPU_KVCACHE_SPACE": str(engine.cpu_kvcache_gib)}
+    if engine.cpu_reserved_cores is not None:
+        env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(engine.cpu_reserved_cores)
+    return env
+
+
+def placement_bundles(engine: EngineConfig) -> list[dict[str, float]]:
+    """Resources of one engine replica: a CPU bundle, or one GPU bundle per tensor-parallel rank."""
+    if engine.accelerator == "cpu":
+        return [{"CPU": engine.cpus_per_engine}]
+    return [{"GPU": 1, "CPU": 1} for _ in range(engine.tensor_parallel_size)]
+
+
+def processor_config(engine: EngineConfig) -> Any:
+    from ray.data.llm import vLLMEngineProcessorConfig
+
+    return vLLMEngineProcessorConfig(
+        model_source=engine.model,
+        engine_kwargs=engine_kwargs(engine),
+        batch_size=engine.batch_size,
+        max_concurrent_batches=engine.max_concurrent_batches,
+        concurrency=tuple(engine.concurrency),
+        placement_group_config={"bundles": placement_bundles(engine)},
+        runtime_env={"env_vars": engine_env(engine)},
+        log_engine_metrics=False,  # vLLM's Ray metrics wrapper needs ray[serve]
+        should_continue_on_error=True,
+        chat_template_stage=False,
+        tokenize_stage=False,
+        detokenize_stage=False,
+    )
+
+
+def build_engine_processor(engine: EngineConfig, postprocess: Callable[[dict], dict]) -> Any:
+    """A processor for rows holding ``tokenized_prompt`` and ``sampling_json``; ``postprocess`` sees the
+    engine's output row (``generated_tokens``, ``generated_text``, ``logprobs``, ``prompt_logprobs``, ...)
+    with the input columns carried along."""
+    import json
+
+    from ray.data.llm import build_processor
+
+    return build_processor(
+        processor_config(engine),
+        preprocess=lambda row: {"sampling_params": json.loads(row["sampling_json"])},
+        postprocess=postprocess,
+    )

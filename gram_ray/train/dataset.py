@@ -1,0 +1,147 @@
+"""Parquet -> tokenized, loss-weighted examples as a materialized Ray Dataset, plus the counts a run
+reports (examples, truncated, rejected).
+
+Rows that cannot become an example (a missing label, an empty target) are written, whole and with their
+``reason``, to a rejects Parquet folder; the run goes on without them and says how many there were.
+Tokenizing happens once, on the driver's Ray cluster, before the workers start; Ray Train then splits
+the materialized dataset into equal shards (``get_dataset_shard``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray.data
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from gram_ray.config import TrainConfig
+from gram_ray.prompts import judge_prompt
+from gram_ray.train.examples import row_examples
+from gram_ray.train.tokenize import ExampleEncoder, decision_token_ids, label_token_ids, render_prompt
+
+log = logging.getLogger(__name__)
+
+REJECT_STAGE = "train"
+
+
+@dataclass(frozen=True)
+class TrainData:
+    dataset: ray.data.Dataset  # columns: input_ids, weights
+    examples: int
+    tokens: int
+    truncated: int
+    rejected: int
+    rejects_path: str | None
+    label_ids: tuple[int, int] | None
+    pad_id: int
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(name)
+
+
+def make_encoder(cfg: TrainConfig) -> ExampleEncoder:
+    """The encoder every tokenizing task builds; label and decision ids are resolved here, once."""
+    tokenizer = load_tokenizer(cfg.model)
+    label_ids = None
+    if cfg.objective == "gram_stage2":
+        rendered = render_prompt(tokenizer, judge_prompt(cfg.template, "question", "first", "second"))
+        label_ids = label_token_ids(tokenizer, rendered)
+    return ExampleEncoder(tokenizer, cfg.max_length, label_ids=label_ids,
+                          decision_ids=decision_token_ids(tokenizer, cfg.decision_tokens),
+                          decision_weight=cfg.decision_weight)
+
+
+def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has neither a pad nor an eos token")
+    return pad
+
+
+def _prepare(batch: pa.Table, cfg: TrainConfig) -> dict:
+    """Encoded examples of every good row; one row with a ``reason`` (and the source row as JSON) for
+    every row that cannot be trained on."""
+    encoder = make_encoder(cfg)
+    cols: dict[str, list] = {k: [] for k in ("input_ids", "weights", "length", "truncated", "reason", "source")}
+
+    def add(ids: list, weights: list, truncated: bool, reason: str | None, source: str | None) -> None:
+        for key, value in zip(cols, (ids, weights, len(ids), int(truncated), reason, source), strict=True):
+            cols[key].append(value)
+
+    for row in batch.to_pylist():
+        try:
+            examples = row_examples(row, cfg.objective, cfg.role, cfg.template, cfg.swap_augment)
+        except ValueError as exc:
+            add([], [], False, str(exc), json.dumps(row))
+            continue
+        for example in examples:
+            enc = encoder.encode(example)
+            add(enc.input_ids, enc.weights, enc.truncated, None, None)
+    return {
+        "input_ids": pa.array(cols["input_ids"], pa.list_(pa.int32())),
+        "weights": pa.array(cols["weights"], pa.list_(pa.float32())),
+        "length": pa.array(cols["length"], pa.int32()),
+        "truncated": pa.array(cols["truncated"], pa.int8()),
+        "reason": pa.array(cols["reason"], pa.string()),
+        "source": pa.array(cols["source"], pa.string()),
+    }
+
+
+def _accepted(batch: pa.Table) -> pa.Table:
+    return batch.filter(pc.is_null(batch["reason"])).select(["input_ids", "weights"])
+
+
+def _rejected(batch: pa.Table) -> pa.Table:
+    rejected = batch.filter(pc.is_valid(batch["reason"]))
+    rows = [{**json.loads(source), "reason": reason, "stage": REJECT_STAGE}
+            for source, reason in zip(rejected["source"].to_pylist(), rejected["reason"].to_pylist(), strict=True)]
+    return pa.Table.from_pylist(rows)
+
+
+def _counts(prepared: ray.data.Dataset) -> tuple[int, int, int, int]:
+    """(examples, tokens, truncated examples, rejected rows), read off the materialized blocks: a Ray Data
+    aggregate would start a shuffle for four numbers."""
+    examples = tokens = truncated = rejected = 0
+    for batch in prepared.select_columns(["length", "truncated", "reason"]).iter_batches(batch_format="pyarrow"):
+        bad = pc.sum(pc.is_valid(batch["reason"])).as_py() or 0
+        rejected += bad
+        examples += len(batch) - bad
+        tokens += pc.sum(batch["length"]).as_py() or 0
+        truncated += pc.sum(batch["truncated"]).as_py() or 0
+    return examples, tokens, truncated, rejected
+
+
+def build_train_data(cfg: TrainConfig, rejects_path: Path) -> TrainData:
+    encoder = make_encoder(cfg)  # fails fast, on the driver, on label or decision tokens
+    prepared = ray.data.read_parquet(cfg.data).map_batches(
+        _prepare, batch_format="pyarrow", fn_kwargs={"cfg": cfg}
+    ).materialize()
+    examples, tokens, truncated, rejected = _counts(prepared)
+    if rejected:
+        prepared.map_batches(_rejected, batch_format="pyarrow").write_parquet(str(rejects_path))
+        log.warning("%d row(s) cannot be trained on under objective %s; written with their reason to %s",
+                    rejected, cfg.objective, rejects_path)
+    if not examples:
+        raise ValueError(f"no trainable rows in {cfg.data} for objective {cfg.objective}"
+                         + (f"; see {rejects_path}" if rejected else ""))
+    if truncated:
+        log.warning("%d of %d example(s) were longer than max_length=%d and were truncated",
+                    truncated, examples, cfg.max_length)
+    return TrainData(
+        dataset=prepared.map_batches(_accepted, batch_format="pyarrow").materialize(),
+        examples=examples,
+        tokens=tokens,
+        truncated=truncated,
+        rejected=rejected,
+        rejects_path=str(rejects_path) if rejected else None,
+        label_ids=encoder.label_ids,
+        pad_id=pad_token_id(encoder.tokenizer),
+    )

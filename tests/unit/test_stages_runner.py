@@ -1,0 +1,106 @@
+"""The runner's pure parts: how a pair's settled rows become records, part files, atomic swap, requests."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+
+from gram_ray.stages.requests import derive_seed, malformed, too_long
+from gram_ray.stages.runner import _PartWriter, _records_of, _swap_into_place
+from gram_ray.stages.schemas import LABELLED_SCHEMA
+
+PAIR = {"id": "p1", "prompt": "q", "response_a": "a", "response_b": "b", "label": None}
+
+
+def row(sub="", reject="", error="", result=None, context=None, pair=PAIR):
+    return {"id": pair["id"], "sub": sub, "pair_json": json.dumps(pair), "context_json": json.dumps(context or {}),
+            "result_json": json.dumps(result or {}), "error": error, "reject": reject}
+
+
+def keep_all(pair, rows):
+    return [("kept", {**pair, "n": len(rows)})]
+
+
+def test_complete_pairs_reach_the_aggregate():
+    [(kind, rec)] = _records_of([row("ab/0"), row("ab/1")], keep_all, "label")
+    assert kind == "kept" and rec["n"] == 2
+
+
+def test_rejected_before_the_engine():
+    [(kind, rec)] = _records_of([row(reject="prompt_too_long: 900 tokens")], keep_all, "label")
+    assert kind == "rejects" and rec["reason"] == "prompt_too_long: 900 tokens" and rec["stage"] == "label"
+    assert rec["prompt"] == "q"
+
+
+def test_an_engine_failure_rejects_the_whole_pair_with_the_error():
+    [(kind, rec)] = _records_of([row("ab/0"), row("ab/1", error="EngineDeadError: boom")], keep_all, "label")
+    assert kind == "rejects" and rec["reason"] == "engine_error: EngineDeadError: boom"
+
+
+def test_duplicate_ids_reject_every_copy():
+    other = {**PAIR, "response_a": "c"}
+    group = [row("ab/0"), row("ab/0", pair=other), row("ab/1"), row("ab/1", pair=other)]
+    records = _records_of(group, keep_all, "label")
+    assert [k for k, _ in records] == ["rejects", "rejects"]
+    assert {r["response_a"] for _, r in records} == {"a", "c"}
+    assert all(r["reason"].startswith("duplicate_id") for _, r in records)
+    mixed = _records_of([row(reject="malformed: x"), row("ab/0")], keep_all, "label")
+    assert len(mixed) == 2 and all(k == "rejects" for k, _ in mixed)
+
+
+def test_rows_without_id_are_each_rejected():
+    no_id = {**PAIR, "id": None}
+    group = [{**row(reject="malformed: missing id", pair=no_id), "id": ""},
+             {**row(reject="malformed: missing id", pair={**no_id, "prompt": "other"}), "id": ""}]
+    assert len(_records_of(group, keep_all, "label")) == 2
+
+
+def test_part_writer_rolls_files_and_writes_an_empty_part(tmp_path):
+    writer = _PartWriter(tmp_path / "labelled", LABELLED_SCHEMA, rows_per_file=2)
+    for i in range(5):
+        writer.add({**PAIR, "id": f"p{i}", "votes": i})
+    writer.close()
+    parts = sorted(p.name for p in (tmp_path / "labelled").iterdir())
+    assert parts == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    table = pq.read_table(tmp_path / "labelled")
+    assert table.schema.equals(LABELLED_SCHEMA) and table.column("votes").to_pylist() == [0, 1, 2, 3, 4]
+    empty = _PartWriter(tmp_path / "empty", LABELLED_SCHEMA, rows_per_file=2)
+    empty.close()
+    assert pq.read_table(tmp_path / "empty").num_rows == 0
+
+
+def test_swap_into_place_replaces_an_older_output(tmp_path):
+    out, tmp = tmp_path / "label", tmp_path / ".label.tmp"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    tmp.mkdir()
+    (tmp / "summary.json").write_text("{}")
+    _swap_into_place(tmp, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["label"]
+    assert [p.name for p in out.iterdir()] == ["summary.json"]
+
+
+def test_request_helpers():
+    assert derive_seed(0, "p1", "ab", 3) == derive_seed(0, "p1", "ab", 3)
+    assert len({derive_seed(0, "p1", "ab", k) for k in range(50)}) == 50
+    assert derive_seed(1, "p1", "ab", 3) != derive_seed(0, "p1", "ab", 3)
+    assert derive_seed(0, "p1", "ab", 0) != derive_seed(0, "p1", "ba", 0)
+    assert 0 <= derive_seed(0, "x") < 2**31
+    assert malformed(PAIR) is None
+    assert malformed({**PAIR, "response_b": None}) == "malformed: response_b missing or empty"
+    assert malformed({**PAIR, "id": ""}) == "malformed: missing id"
+    assert malformed(PAIR, need_label=True).startswith("no_label")
+    assert malformed({**PAIR, "label": "C"}, need_label=True).startswith("invalid_label")
+    assert too_long(511, 512) is None
+    assert too_long(512, 512) == "prompt_too_long: 512 tokens, max_model_len 512"
+
+
+
+def test_logprob_map_reads_both_shapes_arrow_may_leave():
+    from gram_ray.stages.runner import logprob_map
+
+    as_maps = {7: {"logprob": -0.5, "rank": 1, "decoded_token": "A"}}
+    as_struct = {"7": {"logprob": -0.5, "rank": 1, "decoded_token": "A"}, "9": None}
+    assert logprob_map(as_maps) == logprob_map(as_struct) == {7: -0.5}
+    assert logprob_map(None) == {}
