@@ -44,17 +44,28 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def head_node(tmp_path_factory):
-    """A local `ray start --head` cluster with the job server, stopped afterwards."""
+    """A local `ray start --head --block` cluster with the job server. It is stopped by ending its own process
+    group, not `ray stop`, which would also stop every other Ray cluster on the machine."""
     temp = tmp_path_factory.mktemp("ray")
     port, dash = _free_port(), _free_port()
-    env = ENV
-    subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=true",
-                    f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", f"--temp-dir={temp}",
-                    "--object-store-memory=500000000", "--disable-usage-stats"], check=True, env=env, timeout=180)
+    head = subprocess.Popen(
+        [RAY, "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--include-dashboard=true",
+         f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", f"--temp-dir={temp}",
+         "--object-store-memory=500000000", "--disable-usage-stats"],
+        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
+        deadline = time.monotonic() + 180
+        while subprocess.run([RAY, "job", "list", "--address", f"http://127.0.0.1:{dash}"], env=ENV,
+                             capture_output=True, timeout=60).returncode != 0:
+            assert head.poll() is None and time.monotonic() < deadline, "the head node did not come up"
+            time.sleep(2)
         yield {"gcs": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}"}
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, timeout=120, check=False)
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
 
 
 def _driver(runs: Path, gcs: str, log: Path) -> subprocess.Popen:
