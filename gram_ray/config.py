@@ -185,8 +185,17 @@ class TrainConfig(Section):
     decision_tokens: list[str] = Field(default_factory=list, description="token strings weighted as decisions")
     log_every: int = Field(1, ge=1, description="optimizer steps between logged metrics (kept in the history)")
     report_every_s: float = Field(
-        2.0, ge=0, description="least seconds between Ray Train metric reports; its controller drains one "
-        "report per worker every 2 s, so reporting faster stalls training"
+        30.0, ge=0, description="least seconds between Ray Train metric reports (progress lines are logged "
+        "every log_every steps regardless); a report waits for the controller, which drains one report per "
+        "worker every 2 s, so frequent reports stall training"
+    )
+    local_prepare_rows: int = Field(
+        20_000, ge=0, description="inputs of at most this many rows are tokenized in the driver, larger ones by "
+        "Ray Data tasks"
+    )
+    cache_shard_rows: int = Field(
+        50_000, ge=0, description="a worker's shard of at most this many examples is read through Ray Data once "
+        "and reshuffled in memory for later epochs (each Ray Data epoch costs a streaming start); 0 = never"
     )
     checkpoint_every: int = Field(0, ge=0, description="steps between Ray Train checkpoints; 0 = each epoch end")
     checkpoints_to_keep: int = Field(2, ge=1)
@@ -277,6 +286,13 @@ class RunSection(Section):
     runs_dir: str = "runs"
     ray_address: str | None = Field(
         None, description="cluster to join ('auto' = the local `ray start` one); None = RAY_ADDRESS, else a new one"
+    )
+    local_cpus: int | None = Field(
+        None, ge=1, description="logical CPUs of a new local cluster (default: the machine's cores); more than "
+        "the cores lets independent stages overlap their start-up waits"
+    )
+    concurrent_baselines: bool = Field(
+        False, description="selftrain: train and evaluate the baselines (control, label-only) while the rounds run"
     )
 
 

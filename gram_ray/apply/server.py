@@ -11,9 +11,10 @@ Endpoints:
 * ``GET /health`` - 200 when the engine is up (no auth, for load balancers).
 
 Requests are bounded: body size (413), items and characters per request (413), malformed JSON (400) or
-fields (422), bearer token (401) when ``api_key_env`` names a set variable, and a gate of
-``max_concurrent_requests`` running plus ``max_queued_requests`` waiting (429 beyond; 504 after
-``request_timeout_s``). The engine batches the running requests' sequences itself (continuous batching).
+fields (422, also text with lone surrogates, which no tokenizer takes), bearer token (401) when
+``api_key_env`` names a set variable, and a gate of ``max_concurrent_requests`` running plus
+``max_queued_requests`` waiting (429 beyond; 504 after ``request_timeout_s``). The engine batches the
+running requests' sequences itself (continuous batching).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gram_ray.apply.judges import JudgeCore, Judgement, llm_kwargs
 from gram_ray.apply.ranking import PairItem
 from gram_ray.config import ServeConfig
+from gram_ray.data.records import is_utf8_encodable
 from gram_ray.prompts.verdicts import eq3
 
 
@@ -188,12 +190,15 @@ class RewardService:
         ]}
 
 
-def _check_sizes(cfg: ServeConfig, count: int, texts: list[str]) -> None:
+def _check_texts(cfg: ServeConfig, count: int, texts: list[str]) -> None:
+    """Limits (413), and text the tokenizer cannot take: JSON may escape lone surrogates (422)."""
     if count > cfg.max_items:
         raise HTTPException(413, f"{count} items in one request; the limit is {cfg.max_items}")
     longest = max((len(t) for t in texts), default=0)
     if longest > cfg.max_chars:
         raise HTTPException(413, f"a text field has {longest} characters; the limit is {cfg.max_chars}")
+    if not all(is_utf8_encodable(t) for t in texts):
+        raise HTTPException(422, "a text field is not valid Unicode (a lone surrogate such as \\ud800)")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -211,8 +216,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def _parse(model: type[BaseModel], body: bytes) -> Any:
     try:
         raw = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer over 4300 digits
         raise HTTPException(400, f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise HTTPException(400, "body is not valid JSON: nested too deeply") from None
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -265,14 +272,14 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     async def get_reward(request: Request) -> JSONResponse:
         authorize(request)
         req: RewardRequest = _parse(RewardRequest, await _read_body(request, cfg.max_body_bytes))
-        _check_sizes(cfg, len(req.query), [*req.query, *req.prompts, *(req.labels or [])])
+        _check_texts(cfg, len(req.query), [*req.query, *req.prompts, *(req.labels or [])])
         return JSONResponse(await run(state["service"].get_reward(req)))
 
     @app.post("/rationale")
     async def rationale(request: Request) -> JSONResponse:
         authorize(request)
         req: RationaleRequest = _parse(RationaleRequest, await _read_body(request, cfg.max_body_bytes))
-        _check_sizes(cfg, len(req.items), [t for i in req.items for t in (i.prompt, i.response_a, i.response_b)])
+        _check_texts(cfg, len(req.items), [t for i in req.items for t in (i.prompt, i.response_a, i.response_b)])
         return JSONResponse(await run(state["service"].rationale(req)))
 
     return app

@@ -3,12 +3,14 @@
 Readers yield records in chunks so memory stays bounded by the chunk size, not the file size; the one
 exception is a JSON array (the RM-Bench and HHH files), which has to be parsed whole and is meant for
 benchmark-sized files: large data should come as JSON lines or Parquet.
-A line that cannot be read is not an error of the file: it comes out as a `ReadFailure`, so the caller
-can quarantine it. A file that cannot be read at all raises `InputError`, naming the file and the problem.
+A line (or Parquet row) that cannot be read is not an error of the file: it comes out as a `ReadFailure`,
+so the caller can quarantine it. A file that cannot be read at all raises `InputError`, naming the file
+and the problem.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -38,7 +40,7 @@ class ReadFailure:
     """One line of a JSON-lines file that is not a JSON value (`text` is the raw line, made printable)."""
 
     text: str
-    reason: str  # "invalid_utf8" or "invalid_json"
+    reason: str  # "invalid_utf8", "invalid_json" or "json_too_deep"
 
 
 RawRecord = tuple[int, Any]  # (0-based row or line index in the file, parsed value or ReadFailure)
@@ -95,11 +97,37 @@ def _iter_parquet(path: Path, chunk_rows: int) -> Iterator[list[RawRecord]]:
         pf = pq.ParquetFile(path)
         row = 0
         for batch in pf.iter_batches(batch_size=chunk_rows):
-            records = batch.to_pylist()
-            yield list(enumerate(records, start=row))
-            row += len(records)
+            yield list(enumerate(_batch_records(batch), start=row))
+            row += batch.num_rows
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: unreadable Parquet: {exc}") from None
+
+
+def _batch_records(batch: pa.RecordBatch) -> list[Any]:
+    """The batch's rows as dicts; Parquet does not enforce UTF-8 in string columns, so a row holding
+    invalid bytes becomes an ``invalid_utf8`` ReadFailure instead of failing the whole file."""
+    try:
+        return batch.to_pylist()
+    except UnicodeDecodeError:
+        return [_row_record(batch.slice(i, 1)) for i in range(batch.num_rows)]
+
+
+def _row_record(row: pa.RecordBatch) -> Any:
+    try:
+        return row.to_pylist()[0]
+    except UnicodeDecodeError:
+        cells = {name: _printable_cell(column) for name, column in zip(row.schema.names, row.columns, strict=True)}
+        return ReadFailure(json.dumps(cells, ensure_ascii=False, default=str), "invalid_utf8")
+
+
+def _printable_cell(column: pa.Array) -> Any:
+    """A one-row column's value, invalid UTF-8 shown as backslash escapes."""
+    try:
+        return column.to_pylist()[0]
+    except UnicodeDecodeError:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            return column.cast(pa.binary()).to_pylist()[0].decode("utf-8", "backslashreplace")
+        return f"<{column.type} holding invalid UTF-8>"
 
 
 def _iter_jsonl(path: Path, gz: bool, chunk_rows: int) -> Iterator[list[RawRecord]]:
@@ -123,16 +151,20 @@ def _parse_line(raw: bytes) -> Any:
         return ReadFailure(raw.decode("utf-8", "backslashreplace").rstrip("\r\n"), "invalid_utf8")
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except ValueError:  # a JSONDecodeError, or an integer over Python's 4300-digit conversion limit
         return ReadFailure(text.rstrip("\r\n"), "invalid_json")
+    except RecursionError:  # nesting deeper than Python's recursion limit (~1000 levels)
+        return ReadFailure(text.rstrip("\r\n"), "json_too_deep")
 
 
 def _load_json_array(path: Path, gz: bool) -> list:
     with _open_binary(path, gz) as f:
         try:
             value = json.load(f)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except ValueError as exc:  # also UnicodeDecodeError, JSONDecodeError
             raise InputError(f"{path}: not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InputError(f"{path}: JSON nested too deeply to read") from None
         except (OSError, EOFError, zlib.error) as exc:
             raise InputError(f"{path}: corrupt gzip stream: {exc}") from None
     if not isinstance(value, list):
@@ -158,7 +190,7 @@ def _open_binary(path: Path, gz: bool) -> IO[bytes]:
 def _is_json_object(line: bytes) -> bool:
     try:
         return isinstance(json.loads(line), dict)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
         return False
 
 
@@ -202,7 +234,9 @@ class ParquetSink:
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
-        self._writer.close()
+        """Drop the partial file; a close that fails too (the disk is still full) must not hide the first error."""
+        with contextlib.suppress(OSError, pa.ArrowException):
+            self._writer.close()
         self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> ParquetSink:
@@ -213,3 +247,17 @@ class ParquetSink:
             self.close()
         else:
             self.abort()
+
+
+def parquet_files(paths: str | Path | list[str] | list[Path]) -> list[Path]:
+    """The Parquet files of files and folders (searched recursively), in a stable order."""
+    files: list[Path] = []
+    for path in [paths] if isinstance(paths, str | Path) else paths:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"input not found: {path}")
+        found = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+        if not found:
+            raise FileNotFoundError(f"no Parquet files under {path}")
+        files.extend(found)
+    return files

@@ -99,6 +99,9 @@ _MARKER = re.compile(
     re.IGNORECASE,
 )
 _CUE = re.compile(r"#+(\s*Preferred\s*:)", re.IGNORECASE)
+# the compact templates' line labels, at the start of a line of user text
+_LINE_LABEL = re.compile(r"^([ \t]*)(Question\s*:|Response [AB]\s*:|Better\s*:|Which response is better\?)",
+                         re.IGNORECASE | re.MULTILINE)
 
 
 def neutralise(text: str) -> str:
@@ -106,10 +109,12 @@ def neutralise(text: str) -> str:
 
     ``<answer>``/``</think>``-style tags become ``&lt;answer&gt;``; block markers such as
     ``[The End of Assistant A\'s Response]`` get parentheses instead of brackets; a ``# Preferred:``
-    cue loses its ``#``. Other text is unchanged.
+    cue loses its ``#``; a line that starts with a compact template's label (``Response B:``,
+    ``Which response is better?``) gets the label in parentheses. Other text is unchanged.
     """
     text = _TAG.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}&gt;", text)
     text = _MARKER.sub(lambda m: f"({m.group(1)})", text)
+    text = _LINE_LABEL.sub(lambda m: f"{m.group(1)}({m.group(2)})", text)
     return _CUE.sub(lambda m: m.group(1).lstrip(), text)
 
 

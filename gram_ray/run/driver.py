@@ -5,6 +5,7 @@ as changed settings)."""
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,24 +29,34 @@ class Driver:
     def stage(self, name: str, settings: object, upstream: list[str], fn: Callable[[], tuple[dict, dict]]
               ) -> StageResult:
         """Run one stage; its hash covers its own settings and its upstream stages' hashes, so a
-        changed input is a changed config too. Redoing a stage redoes everything after it."""
+        changed input is a changed config too. Redoing a stage redoes everything after it, and so does
+        a stage re-run because its files were damaged when the new files differ from the recorded ones
+        (a retrained model): later stages must not keep outputs made from the old ones."""
         self.redoing = self.redoing or name in self.redo or "all" in self.redo
         digest = config_hash({"settings": settings, "upstream": [self.hash(u) for u in upstream]})
+        before = None if self.redoing else self.run.finished(name)
         result = self.run.run_stage(name, digest, fn, redo=self.redoing)
+        if not result.skipped and before is not None and output_files(before) != output_files(self.run.finished(name)):
+            print(f"[gram-ray] stage {name}: new outputs differ from the damaged ones; redoing every later stage")
+            self.redoing = True
         self.results[name] = result
         return result
 
-    def train(self, name: str, phase: str, start: str, data: list[str], upstream: list[str]) -> str:
+    def train(self, name: str, phase: str, start: str, data: list[str], upstream: list[str], length: int = 1) -> str:
         """Train phase ``phase`` into ``runs/<name>/models/<name>`` from ``start`` (a stage name, whose
-        ``model`` output is used, or a model path/id); returns the exported model directory."""
+        ``model`` output is used, or a model path/id) for ``length`` times the phase's steps (or epochs);
+        returns the exported model directory."""
         from gram_ray.train import train
 
         def fn() -> tuple[dict, dict]:
             model = self.path(start, "model") if start in self.results else start
             cfg = self.cfg.train_config(phase, model=model, data=data, output_dir=str(self.run.path("models", name)))
+            if length != 1:
+                cfg = cfg.model_copy(update={"max_steps": cfg.max_steps and cfg.max_steps * length,
+                                             "epochs": cfg.epochs * length})
             return {"model": str(train(cfg))}, {"phase": phase}
 
-        settings = {"phase": self.cfg.train[phase], "data": data, "start": start}
+        settings = {"phase": self.cfg.train[phase], "data": data, "start": start, "length": length}
         return self.stage(name, settings, upstream, fn).outputs["model"]
 
     def infer(self, name: str, settings: object, upstream: list[str], run_stage: Callable[[], Any]) -> StageResult:
@@ -61,6 +72,11 @@ class Driver:
 
     def path(self, name: str, output: str) -> str:
         return self.results[name].outputs[output]
+
+
+def output_files(entry: dict) -> dict:
+    """A manifest entry's output files (size and digest per file), what makes two runs' outputs equal."""
+    return {name: out["files"] for name, out in entry["outputs"].items()}
 
 
 def inference_outputs(summary: Any) -> tuple[dict, dict]:
@@ -112,8 +128,20 @@ def start_run(cls: type[Section], doc: str | None, argv: list[str] | None) -> Dr
     parser.add_argument("--redo", action="append", default=[], metavar="STAGE",
                         help="run STAGE (and every later stage) again; 'all' redoes the whole run")
     args = parser.parse_args(argv)
+    _show_progress_logs()
     cfg = load_config(args.config, cls, parse_overrides(args.overrides))
     run = RunDir(Path(cfg.run.runs_dir) / cfg.run.name)
     dump_config(cfg, run.path("config.yaml"))
-    connect_ray(cfg.run.ray_address)
+    connect_ray(cfg.run.ray_address, cfg.run.local_cpus)
     return Driver(cfg, run, set(args.redo))
+
+
+def _show_progress_logs() -> None:
+    """gram_ray's own INFO lines (tokenizing, training, export times) on stderr, with the time of day;
+    other libraries keep their levels."""
+    log = logging.getLogger("gram_ray")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s [gram-ray] %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ class RunDir:
 
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()  # Ray workers run elsewhere: every recorded path is absolute
+        self._lock = threading.Lock()  # independent stages may finish at once (pipelines run branches in threads)
         self.root.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -96,7 +98,14 @@ class RunDir:
     def manifest(self) -> dict:
         if not self.manifest_path.exists():
             return {"stages": {}}
-        return json.loads(self.manifest_path.read_text())
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+        except (ValueError, OSError) as exc:  # written atomically, so this is outside damage: do not guess
+            raise CorruptOutputError(f"{self.manifest_path} is unreadable ({exc}); restore it, or move the run "
+                                     f"folder aside to start the run over") from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("stages"), dict):
+            raise CorruptOutputError(f"{self.manifest_path} is not a gram-ray manifest (no 'stages' object)")
+        return manifest
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
@@ -126,21 +135,23 @@ class RunDir:
             out_rec[out_name] = {"path": str(path), "rows": n, "files": fingerprint(path)}
             if n is not None:
                 rows[out_name] = n
-        manifest = self.manifest()
-        manifest["stages"][name] = {
-            "config_hash": config_hash,
-            "outputs": out_rec,
-            "info": info,
-            "seconds": round(seconds, 3),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
+        with self._lock:
+            manifest = self.manifest()
+            manifest["stages"][name] = {
+                "config_hash": config_hash,
+                "outputs": out_rec,
+                "info": info,
+                "seconds": round(seconds, 3),
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
         return StageResult(name, dict(outputs), rows, info, seconds, skipped=False)
 
     def forget(self, name: str) -> None:
-        manifest = self.manifest()
-        if manifest["stages"].pop(name, None) is not None:
-            atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
+        with self._lock:
+            manifest = self.manifest()
+            if manifest["stages"].pop(name, None) is not None:
+                atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
 
     def run_stage(
         self,

@@ -3,7 +3,9 @@
 Each takes config sections and a Parquet path (file or folder) or a Ray Dataset, and writes one folder,
 replaced atomically, holding Parquet sub-folders (``part-00000.parquet``, ... in an order fixed by the
 pair ids) and ``summary.json``; it returns the same ``StageSummary`` (rows per output, rejects per
-reason, ``complete`` = every input row is in the primary output or in ``rejects``).
+reason, ``complete`` = every input row is in the primary output or in ``rejects``). Stages with an engine
+keep its settled rows in ``<out>.partial/`` until they finish (for a Parquet path input), so a stage that
+was killed resumes at row level (see ``checkpoint``).
 
 ============  =============================================================  ===============================
 stage         writes                                                         schemas

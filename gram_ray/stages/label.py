@@ -18,6 +18,7 @@ from gram_ray.data.schemas import JUDGEMENT_SCHEMA, PAIR_SCHEMA
 from gram_ray.prompts import judge_prompt
 from gram_ray.prompts.verdicts import LabelTokens
 from gram_ray.stages import runner
+from gram_ray.stages.checkpoint import Checkpoint
 from gram_ray.stages.requests import chat_ids, derive_seed, load_tokenizer, malformed, too_long
 from gram_ray.stages.runner import Request, Settled, StageSummary
 from gram_ray.stages.schemas import LABELLED_SCHEMA, reject_schema
@@ -82,13 +83,16 @@ def label_pairs(pairs: str | Path | Any, out_dir: str | Path, engine: EngineConf
     label_tokens(engine.model)  # fail fast, in the driver, on a bad tokenizer
     rows, inputs = runner.read_rows(pairs)
     plan = partial(judge_requests, engine=engine, judge=judge, extra_sampling=extra_sampling)
+    checkpoint = Checkpoint.open(out_dir, STAGE, pairs, engine, [judge, round, extra_sampling])
     settled = runner.union([
         runner.plan_settled(rows, plan),
-        runner.generate(runner.plan_requests(rows, plan), engine, partial(parse_judgement, model=engine.model)),
+        runner.generate(runner.plan_requests(rows, plan), engine, partial(parse_judgement, model=engine.model),
+                        checkpoint),
     ])
     return runner.write_stage(
         settled, out_dir, STAGE,
         views={"labelled": LABELLED_SCHEMA, "judgements": JUDGEMENT_SCHEMA, "rejects": reject_schema(PAIR_SCHEMA)},
         aggregate=partial(aggregate_pair, producer=engine.model, round_=round),
         inputs=inputs, requests_per_row=judge.votes * (2 if judge.swap_pass else 1), primary="labelled",
+        checkpoint=checkpoint,
     )

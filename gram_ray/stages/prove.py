@@ -16,6 +16,7 @@ from typing import Any
 from gram_ray.config import EngineConfig, ProverConfig
 from gram_ray.prompts import proof_to_target, prover_prompt
 from gram_ray.stages import runner
+from gram_ray.stages.checkpoint import Checkpoint
 from gram_ray.stages.proofs import Candidate, choose, is_wellformed, sequence_logprob
 from gram_ray.stages.requests import chat_ids, derive_seed, load_tokenizer, malformed, too_long
 from gram_ray.stages.runner import Request, Settled, StageSummary
@@ -93,15 +94,16 @@ def prove_pairs(labelled: str | Path | Any, out_dir: str | Path, engine: EngineC
     """Write ``rationales/`` (RATIONALE_SCHEMA plus the judge fields the input carried), ``proofs/`` (every
     candidate with its scores) and ``rejects/`` for pairs with a label (given or judged)."""
     rows, inputs = runner.read_rows(labelled)
+    checkpoint = Checkpoint.open(out_dir, STAGE, labelled, engine, [prover, round])
     requests = runner.plan_requests(rows, partial(proof_requests, engine=engine, prover=prover))
-    generated = runner.generate(requests, engine, parse_proof)
+    generated = runner.generate(requests, engine, parse_proof, checkpoint, "generate")
     parts = [runner.plan_settled(rows, partial(proof_requests, engine=engine, prover=prover))]
     if prover.proofs > 1 and prover.selection == "specificity":
         generated = generated.materialize()
         to_score, rest = runner.follow_up(generated, partial(unconditional_request, engine=engine))
         to_score = to_score.materialize()
         if to_score.count():  # no engine pool for nothing to score
-            parts.append(runner.generate(to_score, engine, parse_unconditional))
+            parts.append(runner.generate(to_score, engine, parse_unconditional, checkpoint, "unconditional"))
         parts.append(rest)
     else:
         parts.append(generated)
@@ -109,5 +111,5 @@ def prove_pairs(labelled: str | Path | Any, out_dir: str | Path, engine: EngineC
         runner.union(parts), out_dir, STAGE,
         views={"rationales": RATIONALE_OUT_SCHEMA, "proofs": PROOF_SCHEMA, "rejects": reject_schema(LABELLED_SCHEMA)},
         aggregate=partial(aggregate_proofs, producer=engine.model, round_=round, selection=prover.selection),
-        inputs=inputs, requests_per_row=prover.proofs, primary="rationales",
+        inputs=inputs, requests_per_row=prover.proofs, primary="rationales", checkpoint=checkpoint,
     )

@@ -11,6 +11,8 @@ Every stage is three plain functions around this runner:
 Rejects before the engine, failures inside it (``should_continue_on_error``) and duplicate ids all end
 as rows of the ``rejects`` folder with a ``reason``. Everything is written into a temporary folder that is
 renamed into place at the end; its ``summary.json`` says whether every input row was accounted for.
+Given a ``Checkpoint`` (see ``checkpoint``), engine rows are also kept as they settle, so a stage killed
+half way resumes with the requests it had not settled.
 """
 
 from __future__ import annotations
@@ -25,12 +27,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gram_ray.config import EngineConfig
+from gram_ray.data.io import parquet_files
+
+if TYPE_CHECKING:
+    from gram_ray.stages.checkpoint import Checkpoint
 
 SETTLED_COLUMNS = ("id", "sub", "pair_json", "context_json", "result_json", "error", "reject")
 SETTLED_SCHEMA = pa.schema([pa.field(c, pa.string()) for c in SETTLED_COLUMNS])
@@ -90,6 +96,7 @@ class StageSummary:
     rejected: dict[str, int]
     complete: bool
     primary: str
+    resumed: int = 0  # engine rows taken from an earlier, interrupted attempt
 
     @property
     def kept(self) -> int:
@@ -102,8 +109,9 @@ class StageSummary:
     def __str__(self) -> str:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.rejected.items())) or "none"
         state = "complete" if self.complete else "INCOMPLETE: kept + rejected != input"
+        resumed = f", {self.resumed} engine rows resumed" if self.resumed else ""
         return (f"[{self.stage}] {self.inputs} in: {self.kept} {self.primary}, {sum(self.rejected.values())} "
-                f"rejected ({reasons}) -> {self.out_dir} ({state})")
+                f"rejected ({reasons}) -> {self.out_dir} ({state}{resumed})")
 
 
 def read_rows(source: Any) -> tuple[Any, int]:
@@ -113,12 +121,7 @@ def read_rows(source: Any) -> tuple[Any, int]:
 
     if isinstance(source, ray.data.Dataset):
         return source, source.count()
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"input not found: {path}")
-    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
-    if not files:
-        raise FileNotFoundError(f"no Parquet files under {path}")
+    files = parquet_files(source)
     return ray.data.read_parquet([str(f) for f in files]), sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
@@ -212,12 +215,16 @@ def _settle(row: dict) -> dict:
     return out
 
 
-def generate(requests: Any, engine: EngineConfig, parse: Parse) -> Any:
-    """Run ``requests`` through a vLLM engine pool; one settled row per request (lazy)."""
+def generate(requests: Any, engine: EngineConfig, parse: Parse, checkpoint: Checkpoint | None = None,
+             name: str = "engine") -> Any:
+    """Run ``requests`` through a vLLM engine pool; one settled row per request. Lazy without a
+    checkpoint; with one, engine pass ``name`` runs now, skipping requests an earlier attempt settled."""
     from gram_ray.stages.engine import build_engine_processor
 
     processor = build_engine_processor(engine, partial(_parsed, parse=parse))
-    return processor(requests).map(_settle)
+    if checkpoint is None:
+        return processor(requests).map(_settle)
+    return checkpoint.settle(name, requests, lambda pending: processor(pending).map(_settle))
 
 
 def _add_bucket(batch: pa.Table) -> pa.Table:
@@ -313,10 +320,12 @@ def write_stage(
     primary: str,
     requests_per_row: int = 1,
     rows_per_file: int = ROWS_PER_FILE,
+    checkpoint: Checkpoint | None = None,
 ) -> StageSummary:
     """Sort settled rows by pair, aggregate each pair, write one folder per view, swap into place.
 
-    ``views`` maps an output folder name to its schema and must include ``rejects``.
+    ``views`` maps an output folder name to its schema and must include ``rejects``. The ``checkpoint``
+    the engine passes used is cleared once the outputs are in place.
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -334,9 +343,12 @@ def write_stage(
             writer.close()
         outputs = {name: w.rows for name, w in writers.items()}
         complete = outputs[primary] + outputs[REJECTS] == inputs
-        summary = StageSummary(stage, str(out_dir), inputs, outputs, dict(rejected), complete, primary)
+        resumed = sum(checkpoint.resumed.values()) if checkpoint else 0
+        summary = StageSummary(stage, str(out_dir), inputs, outputs, dict(rejected), complete, primary, resumed)
         (tmp / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
         _swap_into_place(tmp, out_dir)
+        if checkpoint is not None:
+            checkpoint.clear()
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

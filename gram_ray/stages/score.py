@@ -17,6 +17,7 @@ from gram_ray.data.schemas import PAIR_SCHEMA
 from gram_ray.prompts import judge_prompt
 from gram_ray.prompts.verdicts import eq3
 from gram_ray.stages import runner
+from gram_ray.stages.checkpoint import Checkpoint
 from gram_ray.stages.label import label_tokens
 from gram_ray.stages.requests import chat_ids, load_tokenizer, malformed, too_long
 from gram_ray.stages.runner import Request, Settled, StageSummary
@@ -64,11 +65,14 @@ def gram_score(pairs: str | Path | Any, out_dir: str | Path, engine: EngineConfi
     label_tokens(engine.model)
     rows, inputs = runner.read_rows(pairs)
     plan = partial(score_requests, engine=engine, judge=judge)
+    checkpoint = Checkpoint.open(out_dir, STAGE, pairs, engine, judge)
     settled = runner.union([
         runner.plan_settled(rows, plan),
-        runner.generate(runner.plan_requests(rows, plan), engine, partial(parse_label_probability, model=engine.model)),
+        runner.generate(runner.plan_requests(rows, plan), engine, partial(parse_label_probability, model=engine.model),
+                        checkpoint),
     ])
     return runner.write_stage(
         settled, out_dir, STAGE, views={"scores": SCORE_SCHEMA, "rejects": reject_schema(PAIR_SCHEMA)},
         aggregate=partial(aggregate_score, producer=engine.model), inputs=inputs, requests_per_row=2, primary="scores",
+        checkpoint=checkpoint,
     )

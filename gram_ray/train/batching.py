@@ -57,3 +57,35 @@ def batches_from_windows(
         ids, weights = window["input_ids"], window["weights"]
         for batch in group_by_length([len(x) for x in ids], micro_batch_size, rng):
             yield collate([ids[i] for i in batch], [weights[i] for i in batch], pad_id)
+
+
+class ShardEpochs:
+    """This worker's rows, epoch after epoch, in windows of ``window`` rows (a Ray Train dataset shard).
+
+    Every Ray Data epoch starts a streaming execution, which on a shard of a few micro-batches costs more
+    than its training steps (the demo's seed sets are 2-3 micro-batches an epoch for hundreds of steps).
+    A small shard is therefore kept from its first full pass and reshuffled in memory after that, seeded
+    by epoch and rank; a large one streams every epoch.
+    """
+
+    def __init__(self, shard, window: int, seed: int, rank: int, cache: bool) -> None:
+        self.shard, self.window, self.seed, self.rank, self.cache = shard, window, seed, rank, cache
+        self.rows: list[tuple] | None = None
+
+    def windows(self, epoch: int) -> Iterator[dict]:
+        if self.rows is not None:
+            rows = list(self.rows)
+            random.Random(f"{self.seed}/{epoch}/{self.rank}/rows").shuffle(rows)
+            for start in range(0, len(rows), self.window):
+                chunk = rows[start : start + self.window]
+                yield {"input_ids": [r[0] for r in chunk], "weights": [r[1] for r in chunk]}
+            return
+        seen: list[tuple] = []
+        for batch in self.shard.iter_batches(batch_size=self.window, batch_format="numpy",
+                                             local_shuffle_buffer_size=self.window,
+                                             local_shuffle_seed=self.seed + epoch):
+            if self.cache:
+                seen.extend(zip(batch["input_ids"], batch["weights"], strict=True))
+            yield batch
+        if self.cache:
+            self.rows = seen  # only after a whole pass: an abandoned epoch is not the shard

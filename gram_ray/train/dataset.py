@@ -3,24 +3,27 @@ reports (examples, truncated, rejected).
 
 Rows that cannot become an example (a missing label, an empty target) are written, whole and with their
 ``reason``, to a rejects Parquet folder; the run goes on without them and says how many there were.
-Tokenizing happens once, on the driver's Ray cluster, before the workers start; Ray Train then splits
-the materialized dataset into equal shards (``get_dataset_shard``).
+Tokenizing happens once, before the workers start (in Ray Data tasks, or in the driver for small inputs);
+Ray Train then splits the materialized dataset into equal shards (``get_dataset_shard``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import ray.data
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from gram_ray.config import TrainConfig
+from gram_ray.data.io import parquet_files
 from gram_ray.prompts import judge_prompt
 from gram_ray.train.examples import row_examples
 from gram_ray.train.tokenize import ExampleEncoder, decision_token_ids, label_token_ids, render_prompt
@@ -106,11 +109,11 @@ def _rejected(batch: pa.Table) -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
-def _counts(prepared: ray.data.Dataset) -> tuple[int, int, int, int]:
-    """(examples, tokens, truncated examples, rejected rows), read off the materialized blocks: a Ray Data
-    aggregate would start a shuffle for four numbers."""
+def _counts(batches: Iterable[pa.Table]) -> tuple[int, int, int, int]:
+    """(examples, tokens, truncated examples, rejected rows) of prepared batches: a Ray Data aggregate
+    would start a shuffle for four numbers."""
     examples = tokens = truncated = rejected = 0
-    for batch in prepared.select_columns(["length", "truncated", "reason"]).iter_batches(batch_format="pyarrow"):
+    for batch in batches:
         bad = pc.sum(pc.is_valid(batch["reason"])).as_py() or 0
         rejected += bad
         examples += len(batch) - bad
@@ -119,14 +122,32 @@ def _counts(prepared: ray.data.Dataset) -> tuple[int, int, int, int]:
     return examples, tokens, truncated, rejected
 
 
-def build_train_data(cfg: TrainConfig, rejects_path: Path) -> TrainData:
-    encoder = make_encoder(cfg)  # fails fast, on the driver, on label or decision tokens
-    prepared = ray.data.read_parquet(cfg.data).map_batches(
+def _prepare_files(cfg: TrainConfig, rejects_path: Path) -> tuple[ray.data.Dataset, tuple[int, int, int, int]]:
+    """(accepted examples as a materialized dataset, counts); rejected rows are written to ``rejects_path``.
+
+    Inputs of at most ``cfg.local_prepare_rows`` rows are tokenized in the driver: Ray Data's seconds per
+    execution outweigh tokenizing a seed set. Larger ones are tokenized by Ray Data tasks."""
+    files = parquet_files(cfg.data)
+    if sum(pq.ParquetFile(f).metadata.num_rows for f in files) <= cfg.local_prepare_rows:
+        table = pa.concat_tables([pa.table(_prepare(pq.read_table(f), cfg)) for f in files])
+        counts = _counts([table])
+        if counts[3]:
+            rejects_path.mkdir(parents=True, exist_ok=True)
+            pq.write_table(_rejected(table), rejects_path / "part-00000.parquet")
+        return ray.data.from_arrow(_accepted(table)), counts
+    prepared = ray.data.read_parquet([str(f) for f in files]).map_batches(
         _prepare, batch_format="pyarrow", fn_kwargs={"cfg": cfg}
     ).materialize()
-    examples, tokens, truncated, rejected = _counts(prepared)
-    if rejected:
+    counts = _counts(prepared.select_columns(["length", "truncated", "reason"]).iter_batches(batch_format="pyarrow"))
+    if counts[3]:
         prepared.map_batches(_rejected, batch_format="pyarrow").write_parquet(str(rejects_path))
+    return prepared.map_batches(_accepted, batch_format="pyarrow").materialize(), counts
+
+
+def build_train_data(cfg: TrainConfig, rejects_path: Path) -> TrainData:
+    encoder = make_encoder(cfg)  # fails fast, on the driver, on label or decision tokens
+    dataset, (examples, tokens, truncated, rejected) = _prepare_files(cfg, rejects_path)
+    if rejected:
         log.warning("%d row(s) cannot be trained on under objective %s; written with their reason to %s",
                     rejected, cfg.objective, rejects_path)
     if not examples:
@@ -136,7 +157,7 @@ def build_train_data(cfg: TrainConfig, rejects_path: Path) -> TrainData:
         log.warning("%d of %d example(s) were longer than max_length=%d and were truncated",
                     truncated, examples, cfg.max_length)
     return TrainData(
-        dataset=prepared.map_batches(_accepted, batch_format="pyarrow").materialize(),
+        dataset=dataset,
         examples=examples,
         tokens=tokens,
         truncated=truncated,

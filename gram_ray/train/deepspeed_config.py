@@ -6,7 +6,29 @@ transformers cosine schedule), which run on CPU and GPU alike; hence ``zero_allo
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 from gram_ray.config import TrainConfig
+
+
+def use_environment_op_cache() -> None:
+    """Keep DeepSpeed's JIT-compiled ops in the Python environment, unless TORCH_EXTENSIONS_DIR says where.
+
+    On CPU, DeepSpeed compiles a shared-memory allreduce op (about a minute on 2 cores) into torch's
+    extension cache, one per user by default; environments at other paths (a fresh clone's .venv, another
+    checkout) then rebuild it over each other at every launch. Per environment it is built once, and
+    ``make install`` builds it ahead (``build_cpu_ops``)."""
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
+
+
+def build_cpu_ops() -> None:
+    """Compile the op DeepSpeed's CPU accelerator loads at ``deepspeed.initialize``."""
+    use_environment_op_cache()
+    from deepspeed.comm.torch import build_shm_op
+
+    build_shm_op()
 
 
 def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict:

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from gram_ray.config import TrainConfig, config_hash
-from gram_ray.train.batching import batches_from_windows, micro_batches_per_epoch
+from gram_ray.train.batching import ShardEpochs, batches_from_windows, micro_batches_per_epoch
 from gram_ray.train.export import MANIFEST, read_manifest, save_hf_model, write_manifest
 
 log = logging.getLogger(__name__)
@@ -109,11 +109,12 @@ def train(cfg: TrainConfig) -> Path:
     if _complete_export(out, cfg):
         log.info("%s already holds this run's export; skipping training", out)
         return out
+    began = time.perf_counter()
     data = build_train_data(cfg, rejects_path=out.with_name(out.name + ".rejects"))
     plan = make_plan(cfg, data.examples, data.truncated, data.rejected, data.pad_id, data.label_ids)
-    log.info("training %s on %d examples (%d tokens, %d truncated, %d rejected): %d steps on %d worker(s)",
-             cfg.objective, data.examples, data.tokens, data.truncated, data.rejected, plan.total_steps,
-             cfg.num_workers)
+    log.info("training %s on %d examples (%d tokens, %d truncated, %d rejected; tokenized in %.1fs): %d steps on "
+             "%d worker(s)", cfg.objective, data.examples, data.tokens, data.truncated, data.rejected,
+             time.perf_counter() - began, plan.total_steps, cfg.num_workers)
     storage, name = run_location(cfg)
     trainer = TorchTrainer(
         _worker,
@@ -139,7 +140,7 @@ def train(cfg: TrainConfig) -> Path:
     if read_manifest(staging) is None:
         raise RuntimeError(f"the last checkpoint of run {name} is not a finished export: {result.checkpoint.path}")
     staging.rename(out)
-    log.info("model exported to %s", out)
+    log.info("model exported to %s (%.1fs in all)", out, time.perf_counter() - began)
     return out
 
 
@@ -158,14 +159,17 @@ def _complete_export(out: Path, cfg: TrainConfig) -> bool:
 
 def _worker(config: dict) -> None:
     """The Ray Train worker: DeepSpeed engine, resume, the step loop, checkpoints, the export."""
+    from gram_ray.train.deepspeed_config import deepspeed_config, use_environment_op_cache
+
+    use_environment_op_cache()
     import deepspeed
     import ray.train
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from gram_ray.train.deepspeed_config import deepspeed_config
     from gram_ray.train.objectives import make_objective
     from gram_ray.train.step import build_optimizer, build_scheduler, forward_loss, to_device
 
+    began = time.perf_counter()
     cfg = TrainConfig.model_validate(config["cfg"])
     plan = Plan(**config["plan"])
     ctx = ray.train.get_context()
@@ -196,16 +200,14 @@ def _worker(config: dict) -> None:
         progress.resumed_from_step = progress.step
         _say(rank, f"resumed from step {progress.step}/{plan.total_steps} (epoch {progress.epoch})")
 
+    _say(rank, f"worker ready in {time.perf_counter() - began:.1f}s (model, DeepSpeed ZeRO-{cfg.zero_stage}, "
+               f"{world} worker(s))")
     objective = make_objective(cfg.objective, plan.label_ids, cfg.label_smoothing)
-    shard = ray.train.get_dataset_shard("train")
+    shard = ShardEpochs(ray.train.get_dataset_shard("train"), cfg.micro_batch_size * cfg.length_group_window,
+                        cfg.seed, rank, cache=plan.examples // cfg.num_workers <= cfg.cache_shard_rows)
     reporter = _Reporter(engine.device, rank, progress, plan, scheduler, cfg.report_every_s)
     while progress.step < plan.total_steps:
-        windows = shard.iter_batches(
-            batch_size=cfg.micro_batch_size * cfg.length_group_window,
-            batch_format="numpy",
-            local_shuffle_buffer_size=cfg.micro_batch_size * cfg.length_group_window,
-            local_shuffle_seed=cfg.seed + progress.epoch,
-        )
+        windows = shard.windows(progress.epoch)
         rng = random.Random(f"{cfg.seed}/{progress.epoch}/{rank}")
         for index, batch in enumerate(batches_from_windows(windows, cfg.micro_batch_size, plan.pad_id, rng)):
             if index < progress.batches_into_epoch:
@@ -248,7 +250,7 @@ class _Reporter:
                  report_every_s: float) -> None:
         self.device, self.rank, self.progress, self.plan, self.scheduler = device, rank, progress, plan, scheduler
         self.report_every_s = report_every_s
-        self.last_report = time.perf_counter()
+        self.last_report = self.began = time.perf_counter()
         self._reset()
 
     def _reset(self) -> None:
@@ -275,7 +277,8 @@ class _Reporter:
         elapsed = time.perf_counter() - self.start
         metrics = {k: v / max(micro_batches, 1) for k, v in zip(keys, sums, strict=True)}
         metrics.update(tokens=int(tokens), tokens_per_s=tokens / elapsed, padding_waste=1 - tokens / max(slots, 1),
-                       step=self.progress.step, epoch=self.progress.epoch, lr=self.scheduler.get_last_lr()[0])
+                       step=self.progress.step, epoch=self.progress.epoch, lr=self.scheduler.get_last_lr()[0],
+                       elapsed_s=time.perf_counter() - self.began)
         self.progress.history.append(metrics)
         self._reset()
         _say(self.rank, _progress_line(metrics, self.plan.total_steps))
@@ -327,7 +330,7 @@ class _Reporter:
 def _progress_line(m: dict, total_steps: int) -> str:
     extra = f" acc {m['accuracy']:.3f}" if "accuracy" in m else ""
     return (f"step {m['step']}/{total_steps} loss {m['loss']:.4f}{extra} lr {m['lr']:.2e} "
-            f"tok/s {m['tokens_per_s']:.0f} pad {m['padding_waste']:.1%}")
+            f"tok/s {m['tokens_per_s']:.0f} pad {m['padding_waste']:.1%} [{m['elapsed_s']:.0f}s]")
 
 
 def _say(rank: int, line: str) -> None:

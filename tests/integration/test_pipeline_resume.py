@@ -1,12 +1,14 @@
 """The main job end to end: submitted with `ray job submit` to a local head node, then killed (SIGKILL)
 during a round's inference stage and during its training stage, and resumed to the same outputs.
 
-One reference run, submitted as a Ray job. The resumed run starts from a copy of the reference run folder
-cut back to before round 1 (so both share the same round-0 reward model), is killed twice, and re-run
-until it finishes. Round 1's label, prove and denoise outputs are greedy functions of that model, so they
-must equal the reference row for row; the retrained model may differ in its weights (Ray Data does not
-fix the example order of a resumed epoch), so for it and its evaluation the test checks ids: none missing,
-none duplicated.
+One reference run, submitted as a Ray job. Its outputs are copied aside, and the run folder is cut back,
+in place, to before round 1 (so the re-runs are the same command, with the same paths and stage hashes,
+on the same round-0 reward model); it is then run again, killed twice, and re-run until it finishes.
+The first kill comes once the label stage has checkpointed some engine rows, so the re-run resumes it
+at row level. Round 1's label, prove and denoise outputs are seeded or greedy functions
+of that model, so they must equal the reference row for row; the retrained model may differ in its
+weights (Ray Data does not fix the example order of a resumed epoch), so for it and its evaluation the
+test checks ids: none missing, none duplicated.
 """
 
 from __future__ import annotations
@@ -92,37 +94,36 @@ def _kill_when(proc: subprocess.Popen, log: Path, marker: str, then: str | None 
     pytest.fail(f"{wanted} not seen in {timeout}s:\n{log.read_text()[-3000:]}")
 
 
-def _rows(path: str, root: Path | None = None) -> list[dict]:
-    """Rows sorted by id; model paths (producer, judge) are made relative to the run folder ``root``."""
+def _rows(path: str) -> list[dict]:
     rows = ds.dataset(path, format="parquet").to_table().to_pylist()
-    if root is not None:
-        rows = [{k: v.replace(str(root), "<run>") if isinstance(v, str) else v for k, v in r.items()} for r in rows]
     return sorted(rows, key=lambda r: (r.get("id") or r.get("pair_id"), r.get("order") or ""))
 
 
-def _stage_outputs(run: Path, stage: str) -> dict[str, str]:
-    entry = json.loads((run / "manifest.json").read_text())["stages"][stage]
-    return {name: rec["path"] for name, rec in entry["outputs"].items()}
+def _stage_outputs(run: Path, stage: str, moved_to: Path | None = None) -> dict[str, str]:
+    """A finished stage's output paths from ``run``'s manifest (``moved_to``: where that folder now is)."""
+    entry = json.loads(((moved_to or run) / "manifest.json").read_text())["stages"][stage]
+    paths = {name: rec["path"] for name, rec in entry["outputs"].items()}
+    return {name: path.replace(str(run), str(moved_to)) if moved_to else path for name, path in paths.items()}
 
 
 def test_job_submit_then_kill_and_resume_gives_the_same_outputs(head_node, tmp_path):
     # 1. the reference run, as users launch it on a cluster
-    ref_runs = tmp_path / "ref"
+    runs = tmp_path / "runs"
     submit = subprocess.run(
         [RAY, "job", "submit", "--address", head_node["dashboard"], "--working-dir", str(REPO), "--",
          "python", "pipelines/selftrain.py", "--config", str(CONFIG.relative_to(REPO)), "--set",
-         f"run.runs_dir={ref_runs}"],
+         f"run.runs_dir={runs}"],
         capture_output=True, text=True, timeout=1500, env=ENV)
     assert submit.returncode == 0, submit.stdout[-4000:] + submit.stderr[-2000:]
     assert "succeeded" in (submit.stdout + submit.stderr).lower()
-    ref = ref_runs / "tiny"
-    report = json.loads((ref / "report.json").read_text())
+    run = runs / "tiny"
+    report = json.loads((run / "report.json").read_text())
     assert [r["round"] for r in report["rounds"]] == [0, 1]
 
-    # 2. the same run cut back to before round 1: same round-0 models and data
-    runs = tmp_path / "resumed"
-    shutil.copytree(ref_runs, runs)
-    run = runs / "tiny"
+    # 2. keep its outputs aside, then cut the run back to before round 1, in place: the re-runs are the
+    # same command (same paths, so the same stage hashes) on the same round-0 models and data
+    reference = tmp_path / "reference"
+    shutil.copytree(run, reference)
     manifest = json.loads((run / "manifest.json").read_text())
     for stage in ROUND1:
         del manifest["stages"][stage]
@@ -130,13 +131,12 @@ def test_job_submit_then_kill_and_resume_gives_the_same_outputs(head_node, tmp_p
     for gone in (run / "r01", run / "models" / "rm_r01", run / "models" / "rm_r01.ray_train",
                  run / "eval" / "eval_r01", run / "report.json"):
         shutil.rmtree(gone, ignore_errors=True) if gone.is_dir() else gone.unlink(missing_ok=True)
-    # manifest paths point into the reference folder: rewrite them to the copy
-    (run / "manifest.json").write_text((run / "manifest.json").read_text().replace(str(ref_runs), str(runs)))
 
     log = tmp_path / "driver.log"
-    # 3. killed during round 1's label stage (an inference stage, once its engine is generating)
-    _kill_when(_driver(runs, head_node["gcs"], log), log, "stage label_r01: running", "vLLMEngineStageUDF")
+    # 3. killed during round 1's label stage (an inference stage), once it has checkpointed engine rows
+    _kill_when(_driver(runs, head_node["gcs"], log), log, "stage label_r01: running", "rows settled and checkpointed")
     assert "label_r01" not in json.loads((run / "manifest.json").read_text())["stages"]
+    assert list((run / "r01" / "label.partial" / "engine").glob("a0001-*.parquet"))
     # 4. killed during round 1's training, after its first checkpoint
     _kill_when(_driver(runs, head_node["gcs"], log), log, "stage rm_r01: running", "step 4/")
     finished = json.loads((run / "manifest.json").read_text())["stages"]
@@ -146,15 +146,18 @@ def test_job_submit_then_kill_and_resume_gives_the_same_outputs(head_node, tmp_p
     assert final.wait(timeout=1200) == 0, log.read_text()[-4000:]
     text = log.read_text()
     assert "stage eval_r00: already finished, skipped" in text
+    label_resumed = json.loads((run / "r01" / "label" / "summary.json").read_text())["resumed"]
+    assert label_resumed > 0, "the label stage did not resume at row level"
+    assert not list(run.rglob("*.partial")), "partial rows left behind after the stages finished"
     assert "resumed from step" in text.split("stage rm_r01: running")[-1]
 
     for stage in ("label_r01", "prove_r01", "denoise_r01"):
-        ours, theirs = _stage_outputs(run, stage), _stage_outputs(ref, stage)
+        ours, theirs = _stage_outputs(run, stage), _stage_outputs(run, stage, moved_to=reference)
         assert ours.keys() == theirs.keys()
         for name in ours:
-            assert _rows(ours[name], runs) == _rows(theirs[name], ref_runs), (stage, name)
+            assert _rows(ours[name]) == _rows(theirs[name]), (stage, name)
     for stage, output in (("eval_r01", "labelled"), ("label_r01", "labelled")):
         ids = [r["id"] for r in _rows(_stage_outputs(run, stage)[output])]
-        ref_ids = [r["id"] for r in _rows(_stage_outputs(ref, stage)[output])]
+        ref_ids = [r["id"] for r in _rows(_stage_outputs(run, stage, moved_to=reference)[output])]
         assert ids == ref_ids and len(set(ids)) == len(ids)
     assert json.loads((run / "report.json").read_text())["rounds"][1]["round"] == 1

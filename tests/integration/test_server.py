@@ -2,7 +2,9 @@
 
 One server for the module; the test starts and stops it. Checks: an OpenRLHF-shaped request gets the
 rewards the offline judge computes, malformed / oversized / unauthenticated requests get 4xx and the
-server stays up, and concurrent requests are bounded (running + queued, the rest 429) and finish in time.
+server stays up, and concurrent requests are bounded (running + queued, the rest 429) and finish in time;
+under a mixed load of valid, malformed and oversized requests no client error gets a 5xx and the server's
+memory stays bounded.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import httpx
 import pytest
@@ -38,7 +41,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_kit, tmp_path_factory):
+def served(tiny_kit, tmp_path_factory):
+    """(URL, process) of the module's server."""
     port = _free_port()
     cfg = {
         "engine": {"model": str(tiny_kit.model_dir), "max_model_len": 512, "max_num_seqs": 16},
@@ -68,7 +72,7 @@ def server(tiny_kit, tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail(f"server not healthy after {START_TIMEOUT_S} s")
             time.sleep(1)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:
@@ -77,6 +81,11 @@ def server(tiny_kit, tmp_path_factory):
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(served) -> str:
+    return served[0]
 
 
 def _post(url: str, path: str, payload, headers=AUTH, **kw) -> httpx.Response:
@@ -157,3 +166,82 @@ def test_concurrent_requests_are_bounded(server):
     assert statuses.count(200) >= 4  # 2 running + 2 queued always get through
     assert statuses.count(429) >= 1  # and the rest of a simultaneous burst is refused, not piled up
     assert _post(server, "/rationale", {"items": [item]}).status_code == 200
+
+
+ITEM = {"prompt": PROMPT, "response_a": "68", "response_b": "67"}
+VALID = [("/get_reward", {"query": [f"{PROMPT}68"], "prompts": [PROMPT], "labels": ["67"]})] * 4 + [
+    ("/rationale", {"items": [ITEM], "votes": 1})] * 2
+# (path, body, statuses): client errors, each of which must get its 4xx under load. Checks that need the
+# tokenizer run once a request is admitted, so under load such a request may be told to retry (429) first.
+CLIENT_ERRORS = [
+    ("/get_reward", b"{not json", 400),
+    ("/get_reward", b"", 400),
+    ("/get_reward", b"\xff\xfe{}", 400),  # not UTF-8
+    ("/get_reward", b"[" * 2000 + b"]" * 2000, 400),  # nested past Python's recursion limit
+    ("/rationale", json.dumps({"items": [ITEM]})[:-2].encode(), 400),  # truncated
+    ("/get_reward", b"null", 422),
+    ("/get_reward", b"[1, 2]", 422),
+    ("/get_reward", json.dumps({"query": "x", "prompts": ["x"]}).encode(), 422),  # wrong type
+    ("/get_reward", json.dumps({"query": [1], "prompts": ["x"], "labels": ["y"]}).encode(), 422),
+    ("/get_reward", json.dumps({"prompts": ["x"], "labels": ["y"]}).encode(), 422),  # missing field
+    ("/get_reward", json.dumps({"query": [], "prompts": []}).encode(), 422),
+    ("/get_reward", b'{"query": ["a\\ud800b"], "prompts": ["a"], "labels": ["c"]}', 422),  # lone surrogate
+    ("/rationale", json.dumps({"items": [{"prompt": "p", "response_a": "a"}]}).encode(), 422),
+    ("/rationale", json.dumps({"items": [ITEM], "votes": 0}).encode(), 422),
+    ("/rationale", json.dumps({"items": [ITEM], "votes": "many"}).encode(), 422),
+    ("/rationale", json.dumps({"items": [{**ITEM, "response_a": "1" * 1900}]}).encode(), (422, 429)),  # too long
+    ("/get_reward", json.dumps({"query": ["a" * 5000], "prompts": ["a"], "labels": ["c"]}).encode(), 413),
+    ("/get_reward", json.dumps({"query": ["a" * 2500], "prompts": ["a"], "labels": ["c"]}).encode(), 413),
+    ("/rationale", json.dumps({"items": [ITEM] * 9}).encode(), 413),
+]
+LOAD_ROUNDS = 6
+RSS_GROWTH_LIMIT = 256 * 1024**2
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident memory of the server and its children (vLLM's engine core may run in one)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+
+
+async def _mixed_round(url: str) -> list[tuple[tuple[int, ...] | None, int]]:
+    """One burst of every client error, two streamed oversized bodies and the valid requests, all at
+    once: (expected statuses, or None for a valid request; status got)."""
+
+    async def chunks():  # no Content-Length: the limit must hold on the streamed body too
+        for _ in range(8):
+            yield b"x" * 1024
+
+    async with httpx.AsyncClient(timeout=300, headers={"Content-Type": "application/json", **AUTH}) as client:
+        calls = [(status if isinstance(status, tuple) else (status,), client.post(f"{url}{path}", content=body))
+                 for path, body, status in CLIENT_ERRORS]
+        calls += [((413,), client.post(f"{url}/get_reward", content=chunks())) for _ in range(2)]
+        calls += [((405,), client.get(f"{url}/get_reward"))]
+        calls += [(None, client.post(f"{url}{path}", json=payload)) for path, payload in VALID]
+        replies = await asyncio.gather(*(call for _, call in calls))
+    return [(expected, reply.status_code) for (expected, _), reply in zip(calls, replies, strict=True)]
+
+
+def test_mixed_load_gets_no_5xx_and_memory_stays_bounded(served):
+    url, proc = served
+    asyncio.run(_mixed_round(url))  # warm-up: first requests allocate caches that later ones reuse
+    before = _tree_rss(proc.pid)
+    started = time.monotonic()
+    results = [r for _ in range(LOAD_ROUNDS) for r in asyncio.run(asyncio.wait_for(_mixed_round(url), 300))]
+    seconds = time.monotonic() - started
+    growth = _tree_rss(proc.pid) - before
+    print(f"\n{len(results)} requests in {seconds:.1f} s; server RSS {before / 2**20:.0f} MiB, "
+          f"growth {growth / 2**20:+.1f} MiB")
+
+    assert all(status < 500 for _, status in results), Counter(s for _, s in results)
+    wrong = [(expected, status) for expected, status in results if expected is not None and status not in expected]
+    assert not wrong  # each client error got its own 4xx, under load as alone
+    valid = Counter(status for expected, status in results if expected is None)
+    # of each burst's gated requests 2 run and 2 queue; one of those may be the too-long rationale request
+    assert set(valid) <= {200, 429} and valid[200] >= 3 * LOAD_ROUNDS
+    assert growth < RSS_GROWTH_LIMIT
+    assert proc.poll() is None and httpx.get(f"{url}/health", timeout=10).status_code == 200
+    reply = _post(url, "/get_reward", VALID[0][1])  # and it still judges afterwards
+    assert reply.status_code == 200 and 0.0 <= reply.json()["rewards"][0] <= 1.0

@@ -3,6 +3,8 @@
 A random model rarely writes an <answer>, so labels are mostly null here; what is checked is the
 plumbing: schemas, every input row accounted for, reasons on rejects, the judgement rows adding up to the
 labelled rows, and the proof scores (a near-uniform random model gives every token log p ~ -log V).
+The label call also carries the bad-input corpus (tests/data/bad_inputs.py), unvalidated, so that it
+meets a real engine without paying for another engine start.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ import math
 from collections import Counter
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from gram_ray.cli import main
 from gram_ray.config import EngineConfig, JudgeConfig, ProverConfig
 from gram_ray.data.schemas import JUDGEMENT_SCHEMA, PAIR_SCHEMA, RATIONALE_SCHEMA
-from gram_ray.prompts import proof_to_target
+from gram_ray.prompts import parse_answer, proof_to_target
 from gram_ray.stages import label_pairs, prove_pairs
 from gram_ray.stages.requests import load_tokenizer
+from gram_ray.stages.runner import category
 from gram_ray.stages.schemas import LABELLED_SCHEMA, PROOF_SCHEMA, RATIONALE_OUT_SCHEMA, reject_schema
 
 pytestmark = pytest.mark.integration
@@ -43,20 +47,41 @@ def engine(tiny_kit) -> EngineConfig:
     return EngineConfig(model=str(tiny_kit.model_dir), max_model_len=256, batch_size=16, max_num_seqs=32)
 
 
-def test_label_prove_denoise(ray_local, tiny_kit, engine, tmp_path):
-    # --- label: 6 good pairs, one overlong, one malformed ---
+def split_off_corpus(expected: dict[str, str], labelled: pa.Table, judgements: pa.Table, rejects: pa.Table
+                     ) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Check the corpus rows' outcomes (case name -> "labelled" or reject category) and that every parsed
+    verdict is read from generated text; return the tables without the corpus rows."""
+    names = pa.array(list(expected))
+    outcome = {r["source"]: "labelled" for r in labelled.to_pylist() if r["source"] in expected}
+    outcome.update({r["source"]: category(r["reason"]) for r in rejects.to_pylist() if r["source"] in expected})
+    assert outcome == expected
+    for j in judgements.to_pylist():  # whatever a response said, a verdict is only what the judge generated
+        assert j["parsed"] == [parse_answer(text) for text in j["generated_text"]]
+    labelled = labelled.filter(pc.invert(pc.is_in(labelled["source"], names)))
+    rejects = rejects.filter(pc.invert(pc.fill_null(pc.is_in(rejects["source"], names), False)))
+    return labelled, judgements.filter(pc.is_in(judgements["pair_id"], labelled["id"].combine_chunks())), rejects
+
+
+def test_label_prove_denoise(ray_local, tiny_kit, engine, bad_inputs, tmp_path):
+    # --- label: 6 good pairs, one overlong, one malformed, and the bad-input corpus ---
     pairs = pq.read_table(tiny_kit.unlabeled[0]).to_pylist()[:6]
     overlong = {**pairs[0], "id": "overlong", "response_a": "9 " * 300}
     broken = {**pairs[1], "id": "broken", "response_b": None}
-    pairs_path = write([*pairs, overlong, broken], PAIR_SCHEMA, tmp_path / "pairs.parquet")
+    corpus = bad_inputs.stage_rows()
+    expected = {case.name: case.stage for case, _ in corpus}
+    pairs_path = write([*pairs, overlong, broken, *(row for _, row in corpus)], PAIR_SCHEMA, tmp_path / "pairs.parquet")
     judge = JudgeConfig(template="compact", votes=VOTES, temperature=1.0, max_tokens=16, swap_pass=True)
     summary = label_pairs(pairs_path, tmp_path / "label", engine, judge, round=1)
 
-    assert summary.complete and summary.inputs == 8 and summary.kept == 6
-    assert summary.rejected == {"prompt_too_long": 1, "malformed": 1}
+    corpus_rejected = Counter(outcome for outcome in expected.values() if outcome != "labelled")
+    assert summary.complete and summary.inputs == 8 + len(corpus)
+    assert summary.kept == 6 + len(corpus) - corpus_rejected.total()
+    assert summary.rejected == dict(Counter({"prompt_too_long": 1, "malformed": 1}) + corpus_rejected)
     assert json.loads((tmp_path / "label" / "summary.json").read_text())["complete"] is True
     labelled, judgements = read(tmp_path / "label" / "labelled"), read(tmp_path / "label" / "judgements")
     rejects = read(tmp_path / "label" / "rejects")
+    assert labelled.num_rows + rejects.num_rows == summary.inputs
+    labelled, judgements, rejects = split_off_corpus(expected, labelled, judgements, rejects)
     assert labelled.schema.equals(LABELLED_SCHEMA) and judgements.schema.equals(JUDGEMENT_SCHEMA)
     assert rejects.schema.equals(reject_schema(PAIR_SCHEMA))
     assert {r["id"]: r["reason"].split(":")[0] for r in rejects.to_pylist()} == {

@@ -3,6 +3,7 @@ reason, and unreadable files rejected with an error naming the file."""
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 from collections import Counter
@@ -182,3 +183,37 @@ def test_converting_converted_output_changes_nothing(tmp_path):
     assert summary.fmt == "ab" and summary.rejected == 0
     assert pq.read_table(tmp_path / "twice.parquet").equals(pq.read_table(tmp_path / "once.parquet"))
     assert load_pairs(tmp_path / "twice.parquet").equals(pq.read_table(tmp_path / "once.parquet"))
+
+
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
+                                   PermissionError(errno.EACCES, "Permission denied")], ids=["disk_full", "denied"])
+def test_a_write_failing_midway_leaves_no_partial_output(tmp_path, monkeypatch, error):
+    src = write_jsonl(tmp_path / "in.jsonl", mixed_lines())
+    out = tmp_path / "out" / "pairs.parquet"
+    convert_file(src, out, validation=BUDGET, chunk_rows=4)
+    before = {p.name: p.read_bytes() for p in out.parent.iterdir()}
+
+    real_write, real_close, writes = pq.ParquetWriter.write_table, pq.ParquetWriter.close, []
+
+    def write_then_fail(self, table, *args, **kwargs):
+        writes.append(table.num_rows)
+        if len(writes) > 2:
+            raise error
+        return real_write(self, table, *args, **kwargs)
+
+    def close_unless_full(self):  # the footer cannot be written either
+        if len(writes) > 2:
+            self.is_open = False  # a failed close is final (pyarrow's __del__ would try again)
+            raise OSError(errno.EIO, "closing failed too")
+        return real_close(self)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", write_then_fail)
+    monkeypatch.setattr(pq.ParquetWriter, "close", close_unless_full)
+    with pytest.raises(type(error), match=error.strerror):  # the first error, not the close's
+        convert_file(src, out, validation=BUDGET, chunk_rows=4)
+    # the earlier complete pair of files is untouched and no temporary file is left
+    assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before
+
+    monkeypatch.undo()
+    convert_file(src, out, validation=BUDGET, chunk_rows=4)
+    assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before

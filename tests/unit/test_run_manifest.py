@@ -2,7 +2,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gram_ray.run.manifest import ConfigChangedError, RunDir
+from gram_ray.run.driver import Driver
+from gram_ray.run.manifest import ConfigChangedError, CorruptOutputError, RunDir
 
 
 def _writer(run: RunDir, calls: list, rows: int = 3):
@@ -55,3 +56,60 @@ def test_unfinished_stage_leaves_no_manifest_entry(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run.run_stage("s", "h1", crash)
     assert run.finished("s") is None
+
+
+def test_a_damaged_manifest_stops_the_run_with_a_clear_error(tmp_path):
+    run = RunDir(tmp_path)
+    run.run_stage("s", "h1", _writer(run, []))
+    text = run.manifest_path.read_text()
+    run.manifest_path.write_text(text[: len(text) // 2])
+    with pytest.raises(CorruptOutputError, match=r"manifest\.json is unreadable"):
+        run.run_stage("s", "h1", _writer(run, []))
+
+
+def _stage_writing(run: RunDir, name: str, values, calls: list):
+    """A stage that writes the next of ``values`` each time it runs (a deterministic stage repeats one)."""
+
+    def fn():
+        calls.append(name)
+        out = run.path(name, "out.parquet")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"v": [next(values)]}), out)
+        return {"out": str(out)}, {}
+
+    return fn
+
+
+@pytest.mark.parametrize(("values", "later_redone"), [([1, 1], False), ([1, 2], True)])
+def test_a_damaged_stage_redoes_later_stages_only_if_its_new_outputs_differ(tmp_path, values, later_redone):
+    first_values, second_values = iter(values), iter([7, 7])
+
+    def run_pipeline(calls: list) -> None:
+        d = Driver(cfg=None, run=RunDir(tmp_path), redo=set())
+        d.stage("first", {"x": 1}, [], _stage_writing(d.run, "first", first_values, calls))
+        d.stage("second", {"y": 1}, ["first"], _stage_writing(d.run, "second", second_values, calls))
+
+    run_pipeline([])
+    (tmp_path / "first" / "out.parquet").write_bytes(b"PAR1 damaged")
+    calls: list = []
+    run_pipeline(calls)
+    assert calls == (["first", "second"] if later_redone else ["first"])
+    RunDir(tmp_path).verify("first")
+    RunDir(tmp_path).verify("second")
+
+
+def test_stages_finishing_at_once_in_threads_are_all_recorded(tmp_path):
+    """Pipelines run independent branches in threads: no stage may overwrite another's manifest entry."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    run = RunDir(tmp_path)
+
+    def stage(i: int) -> None:
+        out = run.path(f"s{i}.parquet")
+        pq.write_table(pa.table({"id": [str(i)]}), out)
+        for _ in range(5):  # widen the read-modify-write window
+            run.record(f"s{i}", "h", {"pairs": str(out)}, {}, 0.0)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(stage, range(16)))
+    assert sorted(run.manifest()["stages"]) == sorted(f"s{i}" for i in range(16))
