@@ -20,7 +20,6 @@ running requests' sequences itself (continuous batching).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import uuid
@@ -35,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gram_ray.apply.judges import JudgeCore, Judgement, llm_kwargs
 from gram_ray.apply.ranking import PairItem
 from gram_ray.config import ServeConfig
-from gram_ray.data.records import is_utf8_encodable
+from gram_ray.data.records import UnreadableJSON, is_utf8_encodable, load_json
 from gram_ray.prompts.verdicts import eq3
 
 
@@ -215,11 +214,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def _parse(model: type[BaseModel], body: bytes) -> Any:
     try:
-        raw = json.loads(body)
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer over 4300 digits
-        raise HTTPException(400, f"body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise HTTPException(400, "body is not valid JSON: nested too deeply") from None
+        raw = load_json(body)
+    except UnreadableJSON as exc:
+        raise HTTPException(400, f"body is not valid JSON: {exc.detail}") from None
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

@@ -23,6 +23,8 @@ from typing import IO, Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gram_ray.data.records import UnreadableJSON, load_json
+
 Container = Literal["parquet", "jsonl", "json"]
 
 DEFAULT_CHUNK_ROWS = 8192
@@ -150,21 +152,17 @@ def _parse_line(raw: bytes) -> Any:
     except UnicodeDecodeError:
         return ReadFailure(raw.decode("utf-8", "backslashreplace").rstrip("\r\n"), "invalid_utf8")
     try:
-        return json.loads(text)
-    except ValueError:  # a JSONDecodeError, or an integer over Python's 4300-digit conversion limit
-        return ReadFailure(text.rstrip("\r\n"), "invalid_json")
-    except RecursionError:  # nesting deeper than Python's recursion limit (~1000 levels)
-        return ReadFailure(text.rstrip("\r\n"), "json_too_deep")
+        return load_json(text)
+    except UnreadableJSON as exc:
+        return ReadFailure(text.rstrip("\r\n"), exc.reason)
 
 
 def _load_json_array(path: Path, gz: bool) -> list:
     with _open_binary(path, gz) as f:
         try:
-            value = json.load(f)
-        except ValueError as exc:  # also UnicodeDecodeError, JSONDecodeError
-            raise InputError(f"{path}: not valid JSON: {exc}") from None
-        except RecursionError:
-            raise InputError(f"{path}: JSON nested too deeply to read") from None
+            value = load_json(f.read())
+        except UnreadableJSON as exc:
+            raise InputError(f"{path}: not valid JSON: {exc.detail}") from None
         except (OSError, EOFError, zlib.error) as exc:
             raise InputError(f"{path}: corrupt gzip stream: {exc}") from None
     if not isinstance(value, list):
@@ -189,8 +187,8 @@ def _open_binary(path: Path, gz: bool) -> IO[bytes]:
 
 def _is_json_object(line: bytes) -> bool:
     try:
-        return isinstance(json.loads(line), dict)
-    except (ValueError, RecursionError):
+        return isinstance(load_json(line), dict)
+    except UnreadableJSON:
         return False
 
 

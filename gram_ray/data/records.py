@@ -51,6 +51,26 @@ def check_text(value: Any, key: str) -> str:
     return value
 
 
+class UnreadableJSON(ValueError):
+    """Untrusted text that is not JSON Python can load; ``reason`` is the quarantine reason."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def load_json(raw: str | bytes) -> Any:
+    """``json.loads`` for untrusted text, every failure one ``UnreadableJSON``: malformed text or bytes and
+    integers past Python's 4300-digit limit are ``invalid_json``; nesting past the recursion limit (~1000
+    levels) is ``json_too_deep``."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise UnreadableJSON("json_too_deep", "nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, the digit limit
+        raise UnreadableJSON("invalid_json", str(exc)) from None
+
+
 def is_utf8_encodable(text: str) -> bool:
     """False for strings holding lone surrogates (JSON escapes like "\\ud800"), which Arrow cannot store."""
     if text.isascii():

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -109,9 +110,15 @@ def _rejected(batch: pa.Table) -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
-def _counts(batches: Iterable[pa.Table]) -> tuple[int, int, int, int]:
-    """(examples, tokens, truncated examples, rejected rows) of prepared batches: a Ray Data aggregate
-    would start a shuffle for four numbers."""
+class Counts(NamedTuple):
+    examples: int
+    tokens: int
+    truncated: int
+    rejected: int
+
+
+def _counts(batches: Iterable[pa.Table]) -> Counts:
+    """What the prepared batches hold (a Ray Data aggregate would start a shuffle for four numbers)."""
     examples = tokens = truncated = rejected = 0
     for batch in batches:
         bad = pc.sum(pc.is_valid(batch["reason"])).as_py() or 0
@@ -119,10 +126,10 @@ def _counts(batches: Iterable[pa.Table]) -> tuple[int, int, int, int]:
         examples += len(batch) - bad
         tokens += pc.sum(batch["length"]).as_py() or 0
         truncated += pc.sum(batch["truncated"]).as_py() or 0
-    return examples, tokens, truncated, rejected
+    return Counts(examples, tokens, truncated, rejected)
 
 
-def _prepare_files(cfg: TrainConfig, rejects_path: Path) -> tuple[ray.data.Dataset, tuple[int, int, int, int]]:
+def _prepare_files(cfg: TrainConfig, rejects_path: Path) -> tuple[ray.data.Dataset, Counts]:
     """(accepted examples as a materialized dataset, counts); rejected rows are written to ``rejects_path``.
 
     Inputs of at most ``cfg.local_prepare_rows`` rows are tokenized in the driver: Ray Data's seconds per
@@ -131,7 +138,7 @@ def _prepare_files(cfg: TrainConfig, rejects_path: Path) -> tuple[ray.data.Datas
     if sum(pq.ParquetFile(f).metadata.num_rows for f in files) <= cfg.local_prepare_rows:
         table = pa.concat_tables([pa.table(_prepare(pq.read_table(f), cfg)) for f in files])
         counts = _counts([table])
-        if counts[3]:
+        if counts.rejected:
             rejects_path.mkdir(parents=True, exist_ok=True)
             pq.write_table(_rejected(table), rejects_path / "part-00000.parquet")
         return ray.data.from_arrow(_accepted(table)), counts
@@ -139,7 +146,7 @@ def _prepare_files(cfg: TrainConfig, rejects_path: Path) -> tuple[ray.data.Datas
         _prepare, batch_format="pyarrow", fn_kwargs={"cfg": cfg}
     ).materialize()
     counts = _counts(prepared.select_columns(["length", "truncated", "reason"]).iter_batches(batch_format="pyarrow"))
-    if counts[3]:
+    if counts.rejected:
         prepared.map_batches(_rejected, batch_format="pyarrow").write_parquet(str(rejects_path))
     return prepared.map_batches(_accepted, batch_format="pyarrow").materialize(), counts
 
