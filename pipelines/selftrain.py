@@ -17,7 +17,8 @@ the same command resumes: finished stages are skipped, training resumes from its
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from gram_ray.config import SelfTrainConfig
 from gram_ray.run.driver import Driver, pipeline_inputs, start_run
@@ -58,29 +59,24 @@ def selftrain(d: Driver) -> None:
     synthesized = [seed, prove("r00", data["labeled"], "data", 0)]
     d.train("rm_r00", "rm", base, list(synthesized), ["data", "denoise_r00"])
 
-    def baselines() -> dict:
-        out = {}
-        if cfg.control and cfg.rounds:
-            # The rounds' retraining without unlabeled data, in one launch: every round's steps on from the
-            # initial RM, or (retrain_from: base) one round's from the base, which is what each round repeats.
-            chained = cfg.retrain_from == "previous"
-            d.train("control", "rm_round", "rm_r00" if chained else base, synthesized[:2],
-                    ["rm_r00", "denoise_r00"], length=cfg.rounds if chained else 1)
-            out["control_heldout_accuracy"] = evaluate("eval_control", "control")
-        if "label_only" in cfg.train:
-            d.train("label_only", "label_only", base, [data["labeled"], seed], ["data"])
-            judge = cfg.judge.model_copy(update={"template": cfg.train["label_only"].get("template", "gram")})
-            summary = d.infer("eval_label_only", judge, ["label_only", "data"], lambda: gram_score(
-                data["heldout"], run.path("eval", "label_only"), d.engine("label_only"), judge))
-            out["label_only_heldout_accuracy"] = heldout_accuracy(
-                summary.outputs["scores"], summary.info["inputs"], by="reward")
-        return out
+    def evaluate_label_only() -> float:
+        judge = cfg.judge.model_copy(update={"template": cfg.train["label_only"].get("template", "gram")})
+        summary = d.infer("eval_label_only", judge, ["label_only", "data"], lambda: gram_score(
+            data["heldout"], run.path("eval", "label_only"), d.engine("label_only"), judge))
+        return heldout_accuracy(summary.outputs["scores"], summary.info["inputs"], by="reward")
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # The baselines depend on nothing the rounds make: with run.concurrent_baselines they overlap the
-        # rounds, whose stages spend much of their time starting processes rather than computing.
-        pending = pool.submit(baselines) if cfg.run.concurrent_baselines else None
-        rounds = [{"round": 0, "model": "rm_r00", "heldout_accuracy": evaluate("eval_r00", "rm_r00")}]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        def aside(evaluation: Callable[..., float], *args: str) -> Future[float]:
+            """With run.concurrent_stages, a held-out evaluation runs while the pipeline goes on: it is an
+            inference stage whose time on a small machine is mostly engine start-up, not compute."""
+            if cfg.run.concurrent_stages:
+                return pool.submit(evaluation, *args)
+            done: Future[float] = Future()
+            done.set_result(evaluation(*args))
+            return done
+
+        accuracy = {"rm_r00": aside(evaluate, "eval_r00", "rm_r00")}
+        rounds = [{"round": 0, "model": "rm_r00"}]
         previous = "rm_r00"
         for r in range(1, cfg.rounds + 1):
             tag, judge_stage = f"r{r:02d}", previous
@@ -90,13 +86,28 @@ def selftrain(d: Driver) -> None:
             d.train(f"rm_{tag}", "rm_round", previous if cfg.retrain_from == "previous" else base,
                     list(synthesized), [f"denoise_{tag}", previous])
             previous = f"rm_{tag}"
+            accuracy[previous] = aside(evaluate, f"eval_{tag}", previous)
             rounds.append({
-                "round": r, "model": previous, "heldout_accuracy": evaluate(f"eval_{tag}", previous),
+                "round": r, "model": previous,
                 "pseudo_label_accuracy": label_accuracy(d.path(f"label_{tag}", "labelled")),
                 "kept_label_accuracy": label_accuracy(d.path(f"denoise_{tag}", "kept")),
                 **{stage: d.results[f"{stage}_{tag}"].info for stage in ("label", "prove", "denoise")},
             })
-        baseline_accuracy = pending.result() if pending else baselines()
+
+        baselines: dict[str, Future[float]] = {}
+        if "label_only" in cfg.train:
+            d.train("label_only", "label_only", base, [data["labeled"], seed], ["data"])
+            baselines["label_only_heldout_accuracy"] = aside(evaluate_label_only)
+        if cfg.control and cfg.rounds:
+            # The rounds' retraining without unlabeled data, in one launch: every round's steps on from the
+            # initial RM, or (retrain_from: base) one round's from the base, which is what each round repeats.
+            chained = cfg.retrain_from == "previous"
+            d.train("control", "rm_round", "rm_r00" if chained else base, synthesized[:2],
+                    ["rm_r00", "denoise_r00"], length=cfg.rounds if chained else 1)
+            baselines["control_heldout_accuracy"] = aside(evaluate, "eval_control", "control")
+        for entry in rounds:
+            entry["heldout_accuracy"] = accuracy[entry["model"]].result()
+        baseline_accuracy = {key: value.result() for key, value in baselines.items()}
 
     final = previous
     if "final" in cfg.train:

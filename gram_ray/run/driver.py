@@ -80,8 +80,8 @@ def output_files(entry: dict) -> dict:
 
 
 def inference_outputs(summary: Any) -> tuple[dict, dict]:
-    """A stage summary as (outputs, info); an incomplete stage stops the run rather than feed on a gap."""
-    print(summary)
+    """A stage summary (the stage printed it) as (outputs, info); an incomplete stage stops the run
+    rather than feed on a gap."""
     if not summary.complete:
         raise RuntimeError(f"stage {summary.stage} is incomplete (kept + rejected != input): {summary}")
     info = {"inputs": summary.inputs, "outputs": summary.outputs, "rejected": summary.rejected}

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from gram_ray.config import EngineConfig, config_hash
 from gram_ray.run.manifest import atomic_write_text
-from gram_ray.stages.runner import SETTLED_COLUMNS, SETTLED_SCHEMA
+from gram_ray.stages.runner import SETTLED_SCHEMA, settled_batches
 
 RESUME = "resume.json"
 COMPLETE = "_complete"
@@ -104,12 +104,10 @@ class Checkpoint:
         except (OSError, ValueError):
             return {}
 
-    def settle(self, name: str, requests: Any, run: Callable[[Any], Any]) -> Any:
-        """Settled rows of engine pass ``name`` for ``requests``: those written by earlier attempts plus
-        ``run`` (requests -> settled rows) over the rest, each chunk written here as it streams.
-        Returns a Ray Dataset reading them all back."""
-        import ray.data
-
+    def settle(self, name: str, requests: Any, run: Callable[[Any], Any]) -> list[Path]:
+        """The files holding the settled rows of engine pass ``name`` for ``requests``: those written by
+        earlier attempts plus ``run`` (requests -> settled rows) over the rest, each chunk written here as
+        it streams."""
         folder = self.folder / name
         folder.mkdir(parents=True, exist_ok=True)
         files, done = self._load(folder)
@@ -123,9 +121,7 @@ class Checkpoint:
                 requests = requests.map_batches(_unsettled, batch_format="pyarrow", fn_kwargs={"done": done})
             files += self._write(folder, run(requests), name)
             (folder / COMPLETE).touch()
-        if not files:
-            return ray.data.from_arrow(SETTLED_SCHEMA.empty_table())
-        return ray.data.read_parquet([str(f) for f in files])
+        return files
 
     def _load(self, folder: Path) -> tuple[list[Path], pa.Array]:
         """(the pass's intact chunk files, the keys of their rows), after dropping unreadable files,
@@ -179,10 +175,9 @@ class Checkpoint:
             self.sent[name] += table.num_rows
             print(f"[{self.stage}] {name}: {self.sent[name]} engine rows settled and checkpointed", flush=True)
 
-        for batch in settled.iter_batches(batch_format="pyarrow", batch_size=None):
-            if batch.num_rows:
-                buffer.append(batch.select(list(SETTLED_COLUMNS)).cast(SETTLED_SCHEMA))
-            if buffer and (sum(t.num_rows for t in buffer) >= CHUNK_ROWS or time.monotonic() - last >= CHUNK_SECONDS):
+        for batch in settled_batches(settled):
+            buffer.append(batch)
+            if sum(t.num_rows for t in buffer) >= CHUNK_ROWS or time.monotonic() - last >= CHUNK_SECONDS:
                 flush()
                 last = time.monotonic()
         if buffer:

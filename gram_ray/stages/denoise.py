@@ -34,7 +34,7 @@ def denoise(rows_in: str | Path | Any, out_dir: str | Path, filters: FilterConfi
     """Write ``kept/`` and ``rejects/``; rationale rows (with a ``rationale`` column) keep
     RATIONALE_OUT_SCHEMA, labelled pairs LABELLED_SCHEMA."""
     rows, inputs = runner.read_rows(rows_in)
-    schema: pa.Schema = RATIONALE_OUT_SCHEMA if "rationale" in rows.schema().names else LABELLED_SCHEMA
+    schema: pa.Schema = RATIONALE_OUT_SCHEMA if "rationale" in runner.column_names(rows) else LABELLED_SCHEMA
     settled = runner.plan_settled(rows, partial(filter_row, filters=filters))
     return runner.write_stage(
         settled, out_dir, STAGE, views={"kept": schema, "rejects": reject_schema(schema)},

@@ -41,6 +41,10 @@ def engine_env(engine: EngineConfig) -> dict[str, str]:
     env = {"VLLM_CPU_KVCACHE_SPACE": str(engine.cpu_kvcache_gib)}
     if engine.cpu_reserved_cores is not None:
         env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(engine.cpu_reserved_cores)
+    if engine.cpu_worker_in_engine_process:
+        # vLLM's CPU platform picks its multiprocess executor only while this is 1; the async engine that
+        # ray.data.llm drives keeps its engine core in a process of its own either way
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     return env
 
 

@@ -99,10 +99,8 @@ def prove_pairs(labelled: str | Path | Any, out_dir: str | Path, engine: EngineC
     generated = runner.generate(requests, engine, parse_proof, checkpoint, "generate")
     parts = [runner.plan_settled(rows, partial(proof_requests, engine=engine, prover=prover))]
     if prover.proofs > 1 and prover.selection == "specificity":
-        generated = generated.materialize()
         to_score, rest = runner.follow_up(generated, partial(unconditional_request, engine=engine))
-        to_score = to_score.materialize()
-        if to_score.count():  # no engine pool for nothing to score
+        if runner.num_rows(to_score):  # no engine pool for nothing to score
             parts.append(runner.generate(to_score, engine, parse_unconditional, checkpoint, "unconditional"))
         parts.append(rest)
     else:

@@ -8,6 +8,11 @@ Every stage is three plain functions around this runner:
 * ``aggregate(pair, rows)`` turns all settled rows of one pair into output records (runs in the driver,
   streaming over rows sorted by pair id, so output order and file names depend only on the input).
 
+Small inputs (at most ``LOCAL_ROWS`` rows, read from Parquet) are planned, sorted and written in the driver
+as Arrow tables and only the engine pass goes through Ray Data: a Ray Data job costs tens of seconds of task
+start-up here however few rows it has, which for the demo's stages of a few hundred pairs was a third of
+their time. Every function below takes and returns either kind of rows.
+
 Rejects before the engine, failures inside it (``should_continue_on_error``) and duplicate ids all end
 as rows of the ``rejects`` folder with a ``reason``. Everything is written into a temporary folder that is
 renamed into place at the end; its ``summary.json`` says whether every input row was accounted for.
@@ -52,6 +57,7 @@ REQUEST_SCHEMA = pa.schema(
 )
 REJECTS = "rejects"
 ROWS_PER_FILE = 100_000
+LOCAL_ROWS = 10_000  # inputs up to this many rows are handled in the driver (see the module docstring)
 BUCKETS = 1 << 16  # sort buckets: a hash of the id, so range partitions are even and boundaries numeric
 
 
@@ -115,14 +121,32 @@ class StageSummary:
 
 
 def read_rows(source: Any) -> tuple[Any, int]:
-    """(a Ray Dataset, its row count): ``source`` as given, or the Parquet file or folder at ``source``
-    (counted from the Parquet footers, without a Ray job)."""
+    """(rows, their count): ``source`` as given if it is a Ray Dataset; for a Parquet file or folder, one
+    Arrow table per file when there are at most ``LOCAL_ROWS`` rows (files may disagree on column types, so
+    each is planned on its own), else a Ray Dataset reading them (counted from the footers, without a job)."""
     import ray.data
 
     if isinstance(source, ray.data.Dataset):
         return source, source.count()
     files = parquet_files(source)
-    return ray.data.read_parquet([str(f) for f in files]), sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    count = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    if count <= LOCAL_ROWS:
+        return [pq.read_table(f) for f in files], count
+    return ray.data.read_parquet([str(f) for f in files]), count
+
+
+def _is_local(rows: Any) -> bool:
+    return isinstance(rows, pa.Table | list)
+
+
+def column_names(rows: Any) -> list[str]:
+    if _is_local(rows):
+        return sorted({name for table in rows for name in table.column_names})
+    return rows.schema().names
+
+
+def num_rows(rows: Any) -> int:
+    return rows.num_rows if isinstance(rows, pa.Table) else rows.count()
 
 
 def _plan_batch(batch: pa.Table, plan: Plan, keep: str) -> pa.Table:
@@ -153,15 +177,22 @@ def _settled_row(row_id: str, pair_json: str, reject: str = "") -> dict:
             "error": "", "reject": reject}
 
 
+def _plan(rows: Any, plan: Plan, keep: str) -> Any:
+    if _is_local(rows):
+        schema = REQUEST_SCHEMA if keep == "requests" else SETTLED_SCHEMA
+        return pa.concat_tables([_plan_batch(table, plan, keep) for table in rows]) if rows else schema.empty_table()
+    return rows.map_batches(_plan_batch, batch_format="pyarrow", fn_kwargs={"plan": plan, "keep": keep})
+
+
 def plan_requests(rows: Any, plan: Plan) -> Any:
     """Engine requests of the rows that ``plan`` accepts."""
-    return rows.map_batches(_plan_batch, batch_format="pyarrow", fn_kwargs={"plan": plan, "keep": "requests"})
+    return _plan(rows, plan, "requests")
 
 
 def plan_settled(rows: Any, plan: Plan) -> Any:
     """Settled rows for what ``plan`` decides without an engine: rejections, and rows it plans no request
     for (a stage without an engine, like denoise, plans none)."""
-    return rows.map_batches(_plan_batch, batch_format="pyarrow", fn_kwargs={"plan": plan, "keep": "settled"})
+    return _plan(rows, plan, "settled")
 
 
 def _follow_batch(batch: pa.Table, follow: FollowUp, keep: str) -> pa.Table:
@@ -179,15 +210,20 @@ def _follow_batch(batch: pa.Table, follow: FollowUp, keep: str) -> pa.Table:
 
 def follow_up(settled: Any, follow: FollowUp) -> tuple[Any, Any]:
     """A second engine pass over settled rows: (the requests ``follow(context, result)`` asks for, keeping
-    each row's id and sub; the other rows unchanged). ``settled`` should be materialized: both halves read it."""
+    each row's id and sub; the other rows unchanged). A Ray Dataset is materialized first: both halves read it."""
+    if isinstance(settled, pa.Table):
+        return _follow_batch(settled, follow, "requests"), _follow_batch(settled, follow, "settled")
+    settled = settled.materialize()
     requests = settled.map_batches(_follow_batch, batch_format="pyarrow",
                                    fn_kwargs={"follow": follow, "keep": "requests"})
     rest = settled.map_batches(_follow_batch, batch_format="pyarrow", fn_kwargs={"follow": follow, "keep": "settled"})
-    return requests, rest
+    return requests.materialize(), rest
 
 
-def union(datasets: Sequence[Any]) -> Any:
-    first, *rest = datasets
+def union(parts: Sequence[Any]) -> Any:
+    if all(isinstance(p, pa.Table) for p in parts):
+        return pa.concat_tables(parts)
+    first, *rest = parts
     return first.union(*rest) if rest else first
 
 
@@ -217,14 +253,34 @@ def _settle(row: dict) -> dict:
 
 def generate(requests: Any, engine: EngineConfig, parse: Parse, checkpoint: Checkpoint | None = None,
              name: str = "engine") -> Any:
-    """Run ``requests`` through a vLLM engine pool; one settled row per request. Lazy without a
-    checkpoint; with one, engine pass ``name`` runs now, skipping requests an earlier attempt settled."""
+    """Run ``requests`` through a vLLM engine pool; one settled row per request, of the same kind as the
+    requests. Lazy for a Ray Dataset without a checkpoint; with one, engine pass ``name`` runs now,
+    skipping requests an earlier attempt settled."""
+    import ray.data
+
     from gram_ray.stages.engine import build_engine_processor
 
     processor = build_engine_processor(engine, partial(_parsed, parse=parse))
+    local = isinstance(requests, pa.Table)
+    if local:  # blocks of one engine batch, so that every replica of the pool gets work
+        size = max(1, engine.batch_size)
+        requests = ray.data.from_arrow([requests.slice(i, size) for i in range(0, requests.num_rows, size)]
+                                       or [REQUEST_SCHEMA.empty_table()])
     if checkpoint is None:
-        return processor(requests).map(_settle)
-    return checkpoint.settle(name, requests, lambda pending: processor(pending).map(_settle))
+        settled = processor(requests).map(_settle)
+        return pa.concat_tables([SETTLED_SCHEMA.empty_table(), *settled_batches(settled)]) if local else settled
+    files = checkpoint.settle(name, requests, lambda pending: processor(pending).map(_settle))
+    empty = SETTLED_SCHEMA.empty_table()
+    if local:
+        return pa.concat_tables([empty, *(pq.read_table(f, schema=SETTLED_SCHEMA) for f in files)])
+    return ray.data.read_parquet([str(f) for f in files]) if files else ray.data.from_arrow(empty)
+
+
+def settled_batches(settled: Any) -> Iterator[pa.Table]:
+    """A Ray Dataset of settled rows as SETTLED_SCHEMA tables, as they stream."""
+    for batch in settled.iter_batches(batch_format="pyarrow", batch_size=None):
+        if batch.num_rows:
+            yield batch.select(list(SETTLED_COLUMNS)).cast(SETTLED_SCHEMA)
 
 
 def _add_bucket(batch: pa.Table) -> pa.Table:
@@ -232,16 +288,22 @@ def _add_bucket(batch: pa.Table) -> pa.Table:
     return batch.append_column("bucket", pa.array(buckets, pa.int32()))
 
 
-def sort_by_pair(settled: Any, expected_rows: int) -> Any:
-    """Rows ordered by (hash bucket of id, id, sub): every pair's rows together, in an order that depends
-    only on the ids. Explicit range boundaries spare Ray's sampling pass and its default of 200 partitions."""
+def sort_by_pair(settled: Any, expected_rows: int) -> Iterator[pa.Table]:
+    """Batches of rows ordered by (hash bucket of id, id, sub): every pair's rows together, in an order that
+    depends only on the ids. For a Ray Dataset, explicit range boundaries spare Ray's sampling pass and its
+    default of 200 partitions."""
+    if isinstance(settled, pa.Table):
+        yield from _add_bucket(settled).sort_by([("bucket", "ascending"), ("id", "ascending"),
+                                                 ("sub", "ascending")]).to_batches(4096)
+        return
     partitions = max(2, min(256, expected_rows // 20_000 + 1))
     boundaries = [BUCKETS * i // partitions for i in range(1, partitions)]
-    return settled.map_batches(_add_bucket, batch_format="pyarrow").sort(["bucket", "id", "sub"],
-                                                                         boundaries=boundaries)
+    ordered = settled.map_batches(_add_bucket, batch_format="pyarrow").sort(["bucket", "id", "sub"],
+                                                                            boundaries=boundaries)
+    yield from ordered.iter_batches(batch_format="pyarrow", batch_size=4096)
 
 
-def _groups(batches: Iterator[pa.Table]) -> Iterator[list[dict]]:
+def _groups(batches: Iterator[pa.Table | pa.RecordBatch]) -> Iterator[list[dict]]:
     """Consecutive rows with the same id (the rows are sorted by id)."""
     group: list[dict] = []
     for batch in batches:
@@ -256,6 +318,28 @@ def _groups(batches: Iterator[pa.Table]) -> Iterator[list[dict]]:
 
 def reject_record(pair: dict, reason: str, stage: str) -> tuple[str, dict]:
     return REJECTS, {**pair, "reason": reason, "stage": stage}
+
+
+def fit_reject(record: dict, schema: pa.Schema) -> dict:
+    """A reject made to fit its file's schema: a malformed input row may hold values of other types. A
+    value a text column cannot take is kept as its JSON text; one that another column cannot take is
+    dropped and named in the reason, so the file can always be written and the evidence stays."""
+    out, dropped = dict(record), []
+    for column in schema:
+        value = out.get(column.name)
+        if value is None or (isinstance(value, str) and pa.types.is_string(column.type)):
+            continue
+        try:
+            pa.array([value], column.type)
+        except (pa.ArrowException, ValueError, TypeError, OverflowError):
+            if pa.types.is_string(column.type):
+                out[column.name] = json.dumps(value, ensure_ascii=False, default=str)
+            else:
+                out[column.name] = None
+                dropped.append(column.name)
+    if dropped:
+        out["reason"] = f"{out['reason']} (values of the wrong type left out: {', '.join(dropped)})"
+    return out
 
 
 def _records_of(group: list[dict], aggregate: Aggregate, stage: str) -> list[tuple[str, dict]]:
@@ -333,12 +417,12 @@ def write_stage(
     rejected: Counter[str] = Counter()
     try:
         writers = {name: _PartWriter(tmp / name, schema, rows_per_file) for name, schema in views.items()}
-        ordered = sort_by_pair(settled, inputs * requests_per_row)
-        for group in _groups(ordered.iter_batches(batch_format="pyarrow", batch_size=4096)):
+        for group in _groups(sort_by_pair(settled, inputs * requests_per_row)):
             for kind, record in _records_of(group, aggregate, stage):
-                writers[kind].add(record)
                 if kind == REJECTS:
+                    record = fit_reject(record, views[REJECTS])
                     rejected[category(record["reason"])] += 1
+                writers[kind].add(record)
         for writer in writers.values():
             writer.close()
         outputs = {name: w.rows for name, w in writers.items()}

@@ -92,6 +92,24 @@ def worked_solution(a: int, b: int) -> str:
     return f"{a % 10}+{b % 10}={ones}, carry {carry}. {tens_line} sum {a + b}."
 
 
+def checked_answer(a: int, b: int, answer: int) -> dict[str, str]:
+    """A pre-training row that checks one stated answer against the worked solution: copying a number
+    from the prompt and comparing it, skills an LLM brings from pre-training and a tiny model from scratch
+    lacks (the prover misquoted a response in most proofs it wrote without them). No preference: one
+    answer, no second one to prefer it to."""
+    verdict = "yes" if answer == a + b else "no"
+    return {"prompt": f"{question(a, b)}\nResponse: {answer}",
+            "completion": f"{worked_solution(a, b)} {answer} vs {a + b} {verdict}."}
+
+
+def pretrain_record(a: int, b: int, rng: random.Random) -> dict[str, str]:
+    """Half worked solutions, half checked answers (right or a plausible slip, evenly)."""
+    if rng.random() < 0.5:
+        return {"prompt": question(a, b), "completion": worked_solution(a, b)}
+    answer = a + b if rng.random() < 0.5 else rng.choice(sorted(wrong_answers(a, b)))
+    return checked_answer(a, b, answer)
+
+
 def digit_verify(a: int, b: int, response_a: str, response_b: str) -> str:
     """The worked solution, then each response checked against the written sum."""
     total = str(a + b)
@@ -245,8 +263,7 @@ def write_task(out_dir: str | Path, seed: int = 0, sizes: TaskSizes = TaskSizes(
     for path, problems in zip(files.unlabeled, unlabeled, strict=True):
         _write(path, [pair_record(p, labeled=False) for p in problems], PAIR_SCHEMA)
     _write(files.heldout, [pair_record(p) for p in heldout], PAIR_SCHEMA)
-    pretrain_rows = [{"prompt": question(a, b), "completion": worked_solution(a, b)} for a, b in pretrain_ops]
-    _write(files.pretrain, pretrain_rows, PRETRAIN_SCHEMA)
+    _write(files.pretrain, [pretrain_record(a, b, rng) for a, b in pretrain_ops], PRETRAIN_SCHEMA)
     return files
 
 

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 PROGRESS = "progress.json"
 ENGINE_TAG = "engine"
+# Ray Train V2's record of the checkpoints it has registered, in <storage_path>/<run name>/; a relaunch
+# restores from it alone (ray.train.v2._internal.constants.CHECKPOINT_MANAGER_SNAPSHOT_FILENAME)
+RAY_TRAIN_SNAPSHOT = "checkpoint_manager_snapshot.json"
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,22 @@ def run_location(cfg: TrainConfig) -> tuple[str, str]:
     return storage, cfg.run_name or f"train-{config_hash(cfg)}"
 
 
+def registered_checkpoint(run_folder: Path) -> str | None:
+    """The folder name of the latest checkpoint Ray Train has registered for the run in ``run_folder``
+    (``<storage_path>/<run name>``), the one a relaunch resumes from; None when there is none yet.
+
+    A worker writes its checkpoint folder into the run folder before reporting it, but the controller
+    registers it (and writes the snapshot) only when it next polls the workers, every 2 s: a checkpoint
+    folder on disk that the snapshot does not list is ignored by a relaunch, which starts from step 0.
+    A snapshot caught half-written reads as None.
+    """
+    try:
+        snapshot = json.loads((run_folder / RAY_TRAIN_SNAPSHOT).read_text())
+        return snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train as ``cfg`` says and return the exported Hugging Face directory.
 
@@ -116,6 +135,10 @@ def train(cfg: TrainConfig) -> Path:
              "%d worker(s)", cfg.objective, data.examples, data.tokens, data.truncated, data.rejected,
              time.perf_counter() - began, plan.total_steps, cfg.num_workers)
     storage, name = run_location(cfg)
+    if "://" not in storage:
+        latest = registered_checkpoint(Path(storage) / name)
+        state = f"resuming from its registered checkpoint {latest}" if latest else "no registered checkpoint, step 0"
+        log.info("Ray Train run %s in %s: %s", name, storage, state)
     trainer = TorchTrainer(
         _worker,
         train_loop_config={"cfg": cfg.model_dump(mode="json"), "plan": asdict(plan)},
@@ -178,8 +201,10 @@ def _worker(config: dict) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            if (Path(folder) / MANIFEST).exists():
-                return  # the export was reported before the driver could copy it; nothing left to train
+            if (Path(folder) / MANIFEST).exists():  # reported before the driver could copy it
+                _say(rank, f"the run had finished (checkpoint {Path(checkpoint.path).name} is its export); "
+                           "nothing left to train")
+                return
 
     torch.manual_seed(cfg.seed)
     dtype = torch.bfloat16 if cfg.resolved_precision == "bf16" else torch.float32

@@ -5,7 +5,10 @@ One reference run, submitted as a Ray job. Its outputs are copied aside, and the
 in place, to before round 1 (so the re-runs are the same command, with the same paths and stage hashes,
 on the same round-0 reward model); it is then run again, killed twice, and re-run until it finishes.
 The first kill comes once the label stage has checkpointed some engine rows, so the re-run resumes it
-at row level. Round 1's label, prove and denoise outputs are seeded or greedy functions
+at row level. The second comes once Ray Train has registered a checkpoint of round 1's training (listed
+in its run snapshot, which is all a relaunch restores from; a checkpoint folder on disk is not enough, nor
+a step in the log, which reaches the driver late), with that training made long enough (re-runs only) to
+still be under way. Round 1's label, prove and denoise outputs are seeded or greedy functions
 of that model, so they must equal the reference row for row; the retrained model may differ in its
 weights (Ray Data does not fix the example order of a resumed epoch), so for it and its evaluation the
 test checks ids: none missing, none duplicated.
@@ -21,10 +24,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
+
+from gram_ray.train.export import read_manifest
+from gram_ray.train.loop import registered_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "tests" / "integration" / "configs" / "selftrain_tiny.yaml"
@@ -34,6 +41,11 @@ RAY = str(Path(sys.executable).with_name("ray"))
 ENV = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1",
        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 ROUND1 = ["label_r01", "prove_r01", "denoise_r01", "rm_r01", "eval_r01"]
+# the re-runs' round-1 training: long enough that a kill after its first registered checkpoint lands mid-run
+# (the reference's 6 steps take about 1 s, less than Ray Train's 2 s between registrations); rm_r01 is cut
+# from the manifest, so its new settings are no conflict, and only ids are compared downstream of it
+RM_STEPS, RM_CHECKPOINT_EVERY = 40, 5
+RERUN = [f"train.rm_round.max_steps={RM_STEPS}", f"train.rm_round.checkpoint_every={RM_CHECKPOINT_EVERY}"]
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -71,27 +83,38 @@ def head_node(tmp_path_factory):
 
 
 def _driver(runs: Path, gcs: str, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "pipelines/selftrain.py", "--config", str(CONFIG), "--set", f"run.runs_dir={runs}",
-           "--set", f"run.ray_address={gcs}"]
+    sets = [f"run.runs_dir={runs}", f"run.ray_address={gcs}", *RERUN]
+    cmd = [sys.executable, "pipelines/selftrain.py", "--config", str(CONFIG), *(a for s in sets for a in ("--set", s))]
     return subprocess.Popen(cmd, cwd=REPO, stdout=log.open("a"), stderr=subprocess.STDOUT,
                             env=ENV, start_new_session=True)
 
 
-def _kill_when(proc: subprocess.Popen, log: Path, marker: str, then: str | None = None, timeout: float = 600) -> None:
-    """SIGKILL the driver once ``marker`` (and then ``then``) shows in its log."""
+def _kill_when(proc: subprocess.Popen, log: Path, ready: Callable[[str], bool], what: str,
+               timeout: float = 600) -> None:
+    """SIGKILL the driver once ``ready(log text)``."""
     deadline = time.monotonic() + timeout
-    wanted = [m for m in (marker, then) if m]
     while time.monotonic() < deadline:
         text = log.read_text()
-        at = text.find(wanted[0])
-        if at >= 0 and all(m in text[at:] for m in wanted[1:]):
+        if ready(text):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=60)
             return
-        assert proc.poll() is None, f"driver ended before {wanted}:\n{text[-3000:]}"
-        time.sleep(0.5)
+        assert proc.poll() is None, f"driver ended before {what}:\n{text[-3000:]}"
+        time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
-    pytest.fail(f"{wanted} not seen in {timeout}s:\n{log.read_text()[-3000:]}")
+    pytest.fail(f"{what} not seen in {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def _in_order(*markers: str) -> Callable[[str], bool]:
+    def ready(text: str) -> bool:
+        at = text.find(markers[0])
+        return at >= 0 and all(m in text[at:] for m in markers[1:])
+    return ready
+
+
+def _registered(storage: Path) -> str | None:
+    """The latest checkpoint Ray Train has registered for the run in a training stage's storage folder."""
+    return next((name for run in sorted(storage.glob("*")) if (name := registered_checkpoint(run))), None)
 
 
 def _rows(path: str) -> list[dict]:
@@ -134,13 +157,18 @@ def test_job_submit_then_kill_and_resume_gives_the_same_outputs(head_node, tmp_p
 
     log = tmp_path / "driver.log"
     # 3. killed during round 1's label stage (an inference stage), once it has checkpointed engine rows
-    _kill_when(_driver(runs, head_node["gcs"], log), log, "stage label_r01: running", "rows settled and checkpointed")
+    _kill_when(_driver(runs, head_node["gcs"], log), log,
+               _in_order("stage label_r01: running", "rows settled and checkpointed"), "label rows checkpointed")
     assert "label_r01" not in json.loads((run / "manifest.json").read_text())["stages"]
     assert list((run / "r01" / "label.partial" / "engine").glob("a0001-*.parquet"))
-    # 4. killed during round 1's training, after its first checkpoint
-    _kill_when(_driver(runs, head_node["gcs"], log), log, "stage rm_r01: running", "step 4/")
+    # 4. killed during round 1's training, once Ray Train has registered a checkpoint of it
+    storage = run / "models" / "rm_r01.ray_train"
+    _kill_when(_driver(runs, head_node["gcs"], log), log,
+               lambda _: (_registered(storage) or "").startswith("step_"), "a registered rm_r01 checkpoint")
+    killed_at = int(_registered(storage).removeprefix("step_"))
     finished = json.loads((run / "manifest.json").read_text())["stages"]
     assert {"label_r01", "prove_r01", "denoise_r01"} <= set(finished) and "rm_r01" not in finished
+    assert not (run / "models" / "rm_r01").exists(), "the kill landed after round 1's training had finished"
     # 5. run to the end
     final = _driver(runs, head_node["gcs"], log)
     assert final.wait(timeout=1200) == 0, log.read_text()[-4000:]
@@ -150,6 +178,9 @@ def test_job_submit_then_kill_and_resume_gives_the_same_outputs(head_node, tmp_p
     assert label_resumed > 0, "the label stage did not resume at row level"
     assert not list(run.rglob("*.partial")), "partial rows left behind after the stages finished"
     assert "resumed from step" in text.split("stage rm_r01: running")[-1]
+    # the relaunch resumed from the checkpoint registered by the kill, or one the dying run registered after
+    resumed = read_manifest(Path(_stage_outputs(run, "rm_r01")["model"]))["resumed_from_step"]
+    assert resumed is not None and killed_at <= resumed < RM_STEPS and resumed % RM_CHECKPOINT_EVERY == 0
 
     for stage in ("label_r01", "prove_r01", "denoise_r01"):
         ours, theirs = _stage_outputs(run, stage), _stage_outputs(run, stage, moved_to=reference)

@@ -19,10 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from gram_ray.cli import main
-from gram_ray.config import EngineConfig, JudgeConfig, ProverConfig
+from gram_ray.config import EngineConfig, FilterConfig, JudgeConfig, ProverConfig
 from gram_ray.data.schemas import JUDGEMENT_SCHEMA, PAIR_SCHEMA, RATIONALE_SCHEMA
 from gram_ray.prompts import parse_answer, proof_to_target
-from gram_ray.stages import label_pairs, prove_pairs
+from gram_ray.stages import denoise, label_pairs, prove_pairs, runner
 from gram_ray.stages.requests import load_tokenizer
 from gram_ray.stages.runner import category
 from gram_ray.stages.schemas import LABELLED_SCHEMA, PROOF_SCHEMA, RATIONALE_OUT_SCHEMA, reject_schema
@@ -62,7 +62,8 @@ def split_off_corpus(expected: dict[str, str], labelled: pa.Table, judgements: p
     return labelled, judgements.filter(pc.is_in(judgements["pair_id"], labelled["id"].combine_chunks())), rejects
 
 
-def test_label_prove_denoise(ray_local, tiny_kit, engine, bad_inputs, tmp_path):
+def test_label_prove_denoise(ray_local, tiny_kit, engine, bad_inputs, tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "LOCAL_ROWS", 0)  # the Ray Data path that large inputs take; the others here are small
     # --- label: 6 good pairs, one overlong, one malformed, and the bad-input corpus ---
     pairs = pq.read_table(tiny_kit.unlabeled[0]).to_pylist()[:6]
     overlong = {**pairs[0], "id": "overlong", "response_a": "9 " * 300}
@@ -147,3 +148,24 @@ def test_label_prove_denoise(ray_local, tiny_kit, engine, bad_inputs, tmp_path):
     assert kept.schema.equals(RATIONALE_OUT_SCHEMA)
     assert set(kept.column("id").to_pylist()) == {r["id"] for r in seed}
     assert all(r["reason"].startswith("unsupported: ") and r["stage"] == "denoise" for r in rejects.to_pylist())
+
+
+def test_small_inputs_in_the_driver_match_ray_data(ray_local, tiny_kit, tmp_path, monkeypatch):
+    """Inputs of at most LOCAL_ROWS rows are planned, sorted and written in the driver: the same files and
+    rows as through Ray Data, from two files, with kept rows and rejects, in the same order."""
+    seed = pq.read_table(tiny_kit.seed_rationales).cast(RATIONALE_SCHEMA).to_pylist()[:40]
+    flipped = [{**r, "id": f"flipped-{r['id']}", "label": "B" if r["label"] == "A" else "A"} for r in seed[:15]]
+    (tmp_path / "in").mkdir()
+    files = [write(seed[:20] + flipped[:5], RATIONALE_OUT_SCHEMA, tmp_path / "in" / "a.parquet"),
+             write(seed[20:] + flipped[5:], RATIONALE_OUT_SCHEMA, tmp_path / "in" / "b.parquet")]
+    filters = FilterConfig(support_check="arith_verify", max_rationale_chars=400)
+    local = denoise(tmp_path / "in", tmp_path / "local", filters)
+    monkeypatch.setattr(runner, "LOCAL_ROWS", 0)
+    distributed = denoise(tmp_path / "in", tmp_path / "ray", filters)
+
+    assert len(files) == 2 and local.rejected == {"unsupported": 15} and local.kept == 40
+    assert (local.outputs, local.rejected, local.complete) == (distributed.outputs, distributed.rejected, True)
+    for view in ("kept", "rejects"):
+        names = sorted(p.name for p in (tmp_path / "local" / view).iterdir())
+        assert names == sorted(p.name for p in (tmp_path / "ray" / view).iterdir())
+        assert read(tmp_path / "local" / view).equals(read(tmp_path / "ray" / view))

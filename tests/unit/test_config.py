@@ -1,9 +1,12 @@
+from pathlib import Path
+
 import pytest
 
 from gram_ray.config import (
     ConfigError,
     EngineConfig,
     JudgeConfig,
+    SelfTrainConfig,
     config_hash,
     dump_config,
     load_config,
@@ -47,6 +50,16 @@ def test_missing_file_and_bad_override(tmp_path):
         load_config(tmp_path / "nope.yaml", EngineConfig)
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["novalue"])
+
+
+def test_an_override_changes_only_the_aliased_section_it_names():
+    # selftrain_tiny.yaml has `rm_round: *rm`: one YAML mapping under two names
+    tiny = Path(__file__).resolve().parents[1] / "integration" / "configs" / "selftrain_tiny.yaml"
+    plain = load_config(tiny, SelfTrainConfig)
+    assert plain.train["rm_round"] == plain.train["rm"]
+    cfg = load_config(tiny, SelfTrainConfig, overrides=parse_overrides(["train.rm_round.max_steps=60"]))
+    assert cfg.train["rm_round"]["max_steps"] == 60
+    assert cfg.train["rm"] == plain.train["rm"] and cfg.train["prover"] == plain.train["prover"]
 
 
 def test_voting_needs_sampling():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pyarrow.parquet as pq
@@ -104,3 +105,39 @@ def test_logprob_map_reads_both_shapes_arrow_may_leave():
     as_struct = {"7": {"logprob": -0.5, "rank": 1, "decoded_token": "A"}, "9": None}
     assert logprob_map(as_maps) == logprob_map(as_struct) == {7: -0.5}
     assert logprob_map(None) == {}
+
+
+def test_a_small_stage_runs_in_the_driver_without_a_ray_cluster(tmp_path):
+    """Inputs of at most LOCAL_ROWS rows never start a Ray Data job: denoise (no engine) runs on two files
+    whose column types disagree, sorts by pair, and accounts for every row, with Ray left uninitialised."""
+    import pyarrow as pa
+    import ray
+
+    from gram_ray.config import FilterConfig
+    from gram_ray.stages import denoise
+
+    pairs = [{**PAIR, "id": f"p{i}", "label": "AB"[i % 2], "votes_total": 1, "vote_share": 1.0} for i in range(6)]
+    pq.write_table(pa.Table.from_pylist(pairs[:4]), tmp_path / "a.parquet")
+    pq.write_table(pa.Table.from_pylist([{**p, "prompt": 7} for p in pairs[4:]]), tmp_path / "b.parquet")
+    summary = denoise(tmp_path, tmp_path / "out", FilterConfig(support_check="none"))
+
+    assert not ray.is_initialized()
+    assert summary.complete and summary.outputs == {"kept": 4, "rejects": 2} and summary.rejected == {"malformed": 2}
+    kept = pq.read_table(tmp_path / "out" / "kept").column("id").to_pylist()
+    assert kept == sorted(kept, key=lambda i: (int.from_bytes(hashlib.sha256(i.encode()).digest()[:2], "big"), i))
+
+
+def test_a_reject_with_values_of_the_wrong_type_still_fits_its_file():
+    import pyarrow as pa
+
+    from gram_ray.stages.runner import fit_reject
+    from gram_ray.stages.schemas import reject_schema
+
+    schema = reject_schema(LABELLED_SCHEMA)
+    record = {**PAIR, "prompt": {"nested": [1]}, "votes": "three", "confidence": 0.5, "reason": "malformed: x",
+              "stage": "denoise"}
+    fitted = fit_reject(record, schema)
+    assert fitted["prompt"] == '{"nested": [1]}' and fitted["votes"] is None and fitted["confidence"] == 0.5
+    assert fitted["reason"] == "malformed: x (values of the wrong type left out: votes)"
+    assert pa.Table.from_pylist([fitted], schema=schema).num_rows == 1
+    assert fit_reject({**PAIR, "reason": "r", "stage": "s"}, schema) == {**PAIR, "reason": "r", "stage": "s"}

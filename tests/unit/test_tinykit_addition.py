@@ -16,9 +16,11 @@ from gram_ray.tinykit.addition import (
     SMALL_SIZES,
     TaskSizes,
     digit_verify,
+    question,
     verify_rationale,
     worked_solution,
     write_task,
+    wrong_answers,
 )
 
 ALL_OPERANDS = [(a, b) for a in OPERANDS for b in OPERANDS]
@@ -149,7 +151,7 @@ def test_schemas_match(full_files):
 
 
 def operands(row) -> tuple[int, int]:
-    a, b = map(int, re.fullmatch(r"What is (\d+)\+(\d+)\?", row["prompt"]).groups())
+    a, b = map(int, re.match(r"What is (\d+)\+(\d+)\?", row["prompt"]).groups())
     return a, b
 
 
@@ -191,9 +193,21 @@ def test_seed_rationales_are_correct_human_proofs(full_task):
         assert (row["producer"], row["round"], row["score"]) == ("human", 0, None)
 
 
-def test_pretrain_rows_are_worked_solutions_without_preferences(full_task):
-    for row in full_task["pretrain"][:500]:
-        assert row["completion"] == worked_solution(*operands(row))
+def test_pretrain_rows_are_worked_solutions_or_checked_answers_without_preferences(full_task):
+    kinds = Counter()
+    for row in full_task["pretrain"][:2000]:
+        a, b = operands(row)
+        if row["prompt"] == question(a, b):
+            kinds["worked"] += 1
+            assert row["completion"] == worked_solution(a, b)
+        else:
+            answer = int(re.fullmatch(r"What is \d+\+\d+\?\nResponse: (\d+)", row["prompt"]).group(1))
+            kinds["right" if answer == a + b else "wrong"] += 1
+            assert answer == a + b or answer in wrong_answers(a, b)
+            verdict = "yes" if answer == a + b else "no"
+            assert row["completion"] == f"{worked_solution(a, b)} {answer} vs {a + b} {verdict}."
+            assert "Response A" not in row["prompt"] and "Response B" not in row["prompt"]
+    assert all(kinds[k] > 300 for k in ("worked", "right", "wrong")), kinds
     assert len({r["prompt"] for r in full_task["pretrain"]}) > 1000
 
 

@@ -1,5 +1,6 @@
 """TrainConfig validation, the shipped recipes, the run plan and the export/resume bookkeeping."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,14 @@ import pytest
 from gram_ray.config import ConfigError, TrainConfig, config_hash, load_config
 from gram_ray.train.deepspeed_config import deepspeed_config
 from gram_ray.train.export import MANIFEST, write_manifest
-from gram_ray.train.loop import Progress, _complete_export, make_plan, run_location
+from gram_ray.train.loop import (
+    RAY_TRAIN_SNAPSHOT,
+    Progress,
+    _complete_export,
+    make_plan,
+    registered_checkpoint,
+    run_location,
+)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "pipelines" / "configs"
 BASE = {"model": "m", "data": ["d.parquet"], "output_dir": "out"}
@@ -104,3 +112,17 @@ def test_progress_round_trip(tmp_path):
     progress = Progress(step=7, epoch=1, batches_into_epoch=3, history=history)
     progress.save(tmp_path)
     assert Progress.load(tmp_path) == progress
+
+
+def test_registered_checkpoint_is_the_snapshots_latest_and_nothing_else(tmp_path):
+    (tmp_path / "step_00000003").mkdir()  # written by a worker, not yet registered by the controller
+    assert registered_checkpoint(tmp_path) is None
+    snapshot = tmp_path / RAY_TRAIN_SNAPSHOT
+    snapshot.write_text('{"checkpoint_results": [{"checkpoint_dir_name": "step_0000')  # caught half-written
+    assert registered_checkpoint(tmp_path) is None
+    snapshot.write_text(json.dumps({"checkpoint_results": [], "latest_checkpoint_result": None}))
+    assert registered_checkpoint(tmp_path) is None
+    latest = {"checkpoint_dir_name": "step_00000006", "metrics": {"step": 6}}
+    snapshot.write_text(json.dumps({"checkpoint_results": [{"checkpoint_dir_name": "step_00000003"}, latest],
+                                    "latest_checkpoint_result": latest}))
+    assert registered_checkpoint(tmp_path) == "step_00000006"
