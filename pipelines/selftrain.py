@@ -25,6 +25,11 @@ from gram_ray.run.driver import Driver, pipeline_inputs, start_run
 from gram_ray.run.report import heldout_accuracy, label_accuracy, write_report
 
 
+def _print_failure(future: Future[float]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        print(f"[gram-ray] a held-out evaluation failed: {future.exception()!r}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     selftrain(start_run(SelfTrainConfig, __doc__, argv))
     return 0
@@ -40,7 +45,7 @@ def selftrain(d: Driver) -> None:
 
     def evaluate(name: str, model_stage: str) -> float:
         summary = d.infer(name, eval_judge, [model_stage, "data"], lambda: label_pairs(
-            data["heldout"], run.path("eval", name), d.engine(model_stage), eval_judge))
+            data["heldout"], run.path("eval", name), d.engine(model_stage), eval_judge), leaf=True)
         return heldout_accuracy(summary.outputs["labelled"], summary.info["inputs"])
 
     base = data["base_model"]
@@ -62,19 +67,24 @@ def selftrain(d: Driver) -> None:
     def evaluate_label_only() -> float:
         judge = cfg.judge.model_copy(update={"template": cfg.train["label_only"].get("template", "gram")})
         summary = d.infer("eval_label_only", judge, ["label_only", "data"], lambda: gram_score(
-            data["heldout"], run.path("eval", "label_only"), d.engine("label_only"), judge))
+            data["heldout"], run.path("eval", "label_only"), d.engine("label_only"), judge), leaf=True)
         return heldout_accuracy(summary.outputs["scores"], summary.info["inputs"], by="reward")
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        def aside(evaluation: Callable[..., float], *args: str) -> Future[float]:
-            """With run.concurrent_stages, a held-out evaluation runs while the pipeline goes on: it is an
-            inference stage whose time on a small machine is mostly engine start-up, not compute."""
-            if cfg.run.concurrent_stages:
-                return pool.submit(evaluation, *args)
-            done: Future[float] = Future()
-            done.set_result(evaluation(*args))
-            return done
+    pool = ThreadPoolExecutor(max_workers=2)
 
+    def aside(evaluation: Callable[..., float], *args: str) -> Future[float]:
+        """With run.concurrent_stages, a held-out evaluation runs while the pipeline goes on: it is an
+        inference stage whose time on a small machine is mostly engine start-up, not compute. A failure is
+        printed at once and raised when the results are collected."""
+        if cfg.run.concurrent_stages:
+            future = pool.submit(evaluation, *args)
+            future.add_done_callback(_print_failure)
+            return future
+        done: Future[float] = Future()
+        done.set_result(evaluation(*args))
+        return done
+
+    try:
         accuracy = {"rm_r00": aside(evaluate, "eval_r00", "rm_r00")}
         rounds = [{"round": 0, "model": "rm_r00"}]
         previous = "rm_r00"
@@ -108,6 +118,10 @@ def selftrain(d: Driver) -> None:
         for entry in rounds:
             entry["heldout_accuracy"] = accuracy[entry["model"]].result()
         baseline_accuracy = {key: value.result() for key, value in baselines.items()}
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # queued evaluations are not started for a dead run
+        raise
+    pool.shutdown()
 
     final = previous
     if "final" in cfg.train:

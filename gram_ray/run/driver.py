@@ -26,17 +26,22 @@ class Driver:
     redoing: bool = False
     results: dict[str, StageResult] = field(default_factory=dict)
 
-    def stage(self, name: str, settings: object, upstream: list[str], fn: Callable[[], tuple[dict, dict]]
-              ) -> StageResult:
+    def stage(self, name: str, settings: object, upstream: list[str], fn: Callable[[], tuple[dict, dict]],
+              leaf: bool = False) -> StageResult:
         """Run one stage; its hash covers its own settings and its upstream stages' hashes, so a
         changed input is a changed config too. Redoing a stage redoes everything after it, and so does
         a stage re-run because its files were damaged when the new files differ from the recorded ones
-        (a retrained model): later stages must not keep outputs made from the old ones."""
-        self.redoing = self.redoing or name in self.redo or "all" in self.redo
+        (a retrained model): later stages must not keep outputs made from the old ones. A ``leaf`` stage
+        (nothing uses its outputs: an evaluation, which may run in another thread) is redone with the
+        stages before it but never makes later ones redo."""
+        redo = self.redoing or name in self.redo or "all" in self.redo
+        if not leaf:
+            self.redoing = redo
         digest = config_hash({"settings": settings, "upstream": [self.hash(u) for u in upstream]})
-        before = None if self.redoing else self.run.finished(name)
-        result = self.run.run_stage(name, digest, fn, redo=self.redoing)
-        if not result.skipped and before is not None and output_files(before) != output_files(self.run.finished(name)):
+        before = None if redo else self.run.finished(name)
+        result = self.run.run_stage(name, digest, fn, redo=redo)
+        changed = before is not None and output_files(before) != output_files(self.run.finished(name))
+        if changed and not result.skipped and not leaf:
             print(f"[gram-ray] stage {name}: new outputs differ from the damaged ones; redoing every later stage")
             self.redoing = True
         self.results[name] = result
@@ -59,9 +64,10 @@ class Driver:
         settings = {"phase": self.cfg.train[phase], "data": data, "start": start, "length": length}
         return self.stage(name, settings, upstream, fn).outputs["model"]
 
-    def infer(self, name: str, settings: object, upstream: list[str], run_stage: Callable[[], Any]) -> StageResult:
+    def infer(self, name: str, settings: object, upstream: list[str], run_stage: Callable[[], Any],
+              leaf: bool = False) -> StageResult:
         """An inference stage: ``run_stage`` returns a stage summary, which must be complete."""
-        return self.stage(name, settings, upstream, lambda: inference_outputs(run_stage()))
+        return self.stage(name, settings, upstream, lambda: inference_outputs(run_stage()), leaf=leaf)
 
     def engine(self, model_stage: str) -> Any:
         """The pipeline's engine settings pointed at a stage's model."""

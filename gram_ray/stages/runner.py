@@ -8,10 +8,12 @@ Every stage is three plain functions around this runner:
 * ``aggregate(pair, rows)`` turns all settled rows of one pair into output records (runs in the driver,
   streaming over rows sorted by pair id, so output order and file names depend only on the input).
 
-Small inputs (at most ``LOCAL_ROWS`` rows, read from Parquet) are planned, sorted and written in the driver
-as Arrow tables and only the engine pass goes through Ray Data: a Ray Data job costs tens of seconds of task
-start-up here however few rows it has, which for the demo's stages of a few hundred pairs was a third of
-their time. Every function below takes and returns either kind of rows.
+Small inputs (Parquet of at most ``LOCAL_ROWS`` rows and ``LOCAL_BYTES`` on disk) are planned, sorted and
+written in the driver as Arrow tables and only the engine pass goes through Ray Data: a Ray Data job costs
+tens of seconds of task start-up here however few rows it has, which for the demo's stages of a few hundred
+pairs was a third of their time. ``read_rows`` gives such an input as a list of tables (one per file) and
+the planning functions turn it into single tables; the functions after it take either those or Ray Datasets
+and return the same kind.
 
 Rejects before the engine, failures inside it (``should_continue_on_error``) and duplicate ids all end
 as rows of the ``rejects`` folder with a ``reason``. Everything is written into a temporary folder that is
@@ -57,7 +59,9 @@ REQUEST_SCHEMA = pa.schema(
 )
 REJECTS = "rejects"
 ROWS_PER_FILE = 100_000
-LOCAL_ROWS = 10_000  # inputs up to this many rows are handled in the driver (see the module docstring)
+LOCAL_ROWS = 10_000  # inputs up to this many rows ...
+LOCAL_BYTES = 8 << 20  # ... and Parquet bytes are handled in the driver (see the module docstring); the bytes
+# bound the driver's memory, which holds every request's token ids (votes x orders of them per row)
 BUCKETS = 1 << 16  # sort buckets: a hash of the id, so range partitions are even and boundaries numeric
 
 
@@ -122,15 +126,15 @@ class StageSummary:
 
 def read_rows(source: Any) -> tuple[Any, int]:
     """(rows, their count): ``source`` as given if it is a Ray Dataset; for a Parquet file or folder, one
-    Arrow table per file when there are at most ``LOCAL_ROWS`` rows (files may disagree on column types, so
-    each is planned on its own), else a Ray Dataset reading them (counted from the footers, without a job)."""
+    Arrow table per file when it is small (files may disagree on column types, so each is planned on its
+    own), else a Ray Dataset reading them (counted from the footers, without a job)."""
     import ray.data
 
     if isinstance(source, ray.data.Dataset):
         return source, source.count()
     files = parquet_files(source)
     count = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    if count <= LOCAL_ROWS:
+    if count <= LOCAL_ROWS and sum(f.stat().st_size for f in files) <= LOCAL_BYTES:
         return [pq.read_table(f) for f in files], count
     return ray.data.read_parquet([str(f) for f in files]), count
 
@@ -260,12 +264,13 @@ def generate(requests: Any, engine: EngineConfig, parse: Parse, checkpoint: Chec
 
     from gram_ray.stages.engine import build_engine_processor
 
-    processor = build_engine_processor(engine, partial(_parsed, parse=parse))
     local = isinstance(requests, pa.Table)
+    if local and not requests.num_rows:  # no engine pool for nothing to do
+        return SETTLED_SCHEMA.empty_table()
+    processor = build_engine_processor(engine, partial(_parsed, parse=parse))
     if local:  # blocks of one engine batch, so that every replica of the pool gets work
         size = max(1, engine.batch_size)
-        requests = ray.data.from_arrow([requests.slice(i, size) for i in range(0, requests.num_rows, size)]
-                                       or [REQUEST_SCHEMA.empty_table()])
+        requests = ray.data.from_arrow([requests.slice(i, size) for i in range(0, requests.num_rows, size)])
     if checkpoint is None:
         settled = processor(requests).map(_settle)
         return pa.concat_tables([SETTLED_SCHEMA.empty_table(), *settled_batches(settled)]) if local else settled

@@ -19,6 +19,7 @@ import pytest
 from gram_ray.config import EngineConfig, JudgeConfig
 from gram_ray.stages import checkpoint as ckpt
 from gram_ray.stages import label_pairs, runner
+from gram_ray.stages.runner import SETTLED_SCHEMA
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +34,9 @@ def _fake_engine(row: dict) -> dict:
             "result_json": json.dumps({"token": row["tokenized_prompt"][0]}), "error": "", "reject": ""}
 
 
-def _keys(ds) -> list[tuple[str, str]]:
-    return sorted((r["id"], r["sub"]) for r in ds.take_all())
+def _keys(files: list) -> list[tuple[str, str]]:
+    """The (id, sub) of every row in the settled files a checkpoint hands back."""
+    return sorted((r["id"], r["sub"]) for f in files for r in pq.read_table(f, schema=SETTLED_SCHEMA).to_pylist())
 
 
 def test_checkpoint_survives_a_kill_corrupt_and_duplicate_chunks(ray_local, tmp_path, monkeypatch):

@@ -113,3 +113,23 @@ def test_stages_finishing_at_once_in_threads_are_all_recorded(tmp_path):
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(stage, range(16)))
     assert sorted(run.manifest()["stages"]) == sorted(f"s{i}" for i in range(16))
+
+
+def test_redoing_a_leaf_stage_redoes_no_later_stage(tmp_path):
+    """An evaluation (a leaf: nothing reads its outputs) may run in another thread, so redoing it must not
+    make whatever the main thread runs next redo too; it is still redone with a stage before it."""
+    values = iter(range(100))
+
+    def run_pipeline(redo: set, calls: list) -> None:
+        d = Driver(cfg=None, run=RunDir(tmp_path), redo=redo)
+        d.stage("model", {"x": 1}, [], _stage_writing(d.run, "model", values, calls))
+        d.stage("eval", {"e": 1}, ["model"], _stage_writing(d.run, "eval", values, calls), leaf=True)
+        d.stage("next", {"y": 1}, ["model"], _stage_writing(d.run, "next", values, calls))
+
+    run_pipeline(set(), [])
+    calls: list = []
+    run_pipeline({"eval"}, calls)
+    assert calls == ["eval"]
+    calls = []
+    run_pipeline({"model"}, calls)
+    assert calls == ["model", "eval", "next"]
