@@ -153,17 +153,19 @@ def test_label_prove_denoise(ray_local, tiny_kit, engine, bad_inputs, tmp_path, 
 def test_small_inputs_in_the_driver_match_ray_data(ray_local, tiny_kit, tmp_path, monkeypatch):
     """Inputs of at most LOCAL_ROWS rows are planned, sorted and written in the driver: the same files and
     rows as through Ray Data, from two files, with kept rows and rejects, in the same order."""
-    seed = pq.read_table(tiny_kit.seed_rationales).cast(RATIONALE_SCHEMA).to_pylist()[:40]
-    flipped = [{**r, "id": f"flipped-{r['id']}", "label": "B" if r["label"] == "A" else "A"} for r in seed[:15]]
+    seed = pq.read_table(tiny_kit.seed_rationales).cast(RATIONALE_SCHEMA).to_pylist()
+    flipped = [{**r, "id": f"flipped-{r['id']}", "label": other, "target": proof_to_target(r["rationale"], other)}
+               for r in seed[: len(seed) // 2] for other in ["B" if r["label"] == "A" else "A"]]
+    half = len(seed) // 2
     (tmp_path / "in").mkdir()
-    files = [write(seed[:20] + flipped[:5], RATIONALE_OUT_SCHEMA, tmp_path / "in" / "a.parquet"),
-             write(seed[20:] + flipped[5:], RATIONALE_OUT_SCHEMA, tmp_path / "in" / "b.parquet")]
+    files = [write(seed[:half] + flipped[:3], RATIONALE_OUT_SCHEMA, tmp_path / "in" / "a.parquet"),
+             write(seed[half:] + flipped[3:], RATIONALE_OUT_SCHEMA, tmp_path / "in" / "b.parquet")]
     filters = FilterConfig(support_check="arith_verify", max_rationale_chars=400)
     local = denoise(tmp_path / "in", tmp_path / "local", filters)
     monkeypatch.setattr(runner, "LOCAL_ROWS", 0)
     distributed = denoise(tmp_path / "in", tmp_path / "ray", filters)
 
-    assert len(files) == 2 and local.rejected == {"unsupported": 15} and local.kept == 40
+    assert len(files) == 2 and local.rejected == {"unsupported": len(flipped)} and local.kept == len(seed) >= 8
     assert (local.outputs, local.rejected, local.complete) == (distributed.outputs, distributed.rejected, True)
     for view in ("kept", "rejects"):
         names = sorted(p.name for p in (tmp_path / "local" / view).iterdir())

@@ -107,11 +107,17 @@ def test_logprob_map_reads_both_shapes_arrow_may_leave():
     assert logprob_map(None) == {}
 
 
-def test_a_small_stage_runs_in_the_driver_without_a_ray_cluster(tmp_path):
-    """Inputs of at most LOCAL_ROWS rows never start a Ray Data job: denoise (no engine) runs on two files
-    whose column types disagree, sorts by pair, and accounts for every row, with Ray left uninitialised."""
+def test_a_small_stage_runs_in_the_driver_without_ray_data(tmp_path, monkeypatch):
+    """Small inputs never start a Ray Data job: denoise (no engine) runs on two files whose column types
+    disagree, sorts by pair, and accounts for every row, with Ray Data's readers made to fail."""
     import pyarrow as pa
-    import ray
+    import ray.data
+
+    def no_ray_data(*args, **kwargs):
+        raise AssertionError("a small stage started a Ray Data job")
+
+    for reader in ("read_parquet", "from_arrow", "from_items"):
+        monkeypatch.setattr(ray.data, reader, no_ray_data)
 
     from gram_ray.config import FilterConfig
     from gram_ray.stages import denoise
@@ -121,7 +127,6 @@ def test_a_small_stage_runs_in_the_driver_without_a_ray_cluster(tmp_path):
     pq.write_table(pa.Table.from_pylist([{**p, "prompt": 7} for p in pairs[4:]]), tmp_path / "b.parquet")
     summary = denoise(tmp_path, tmp_path / "out", FilterConfig(support_check="none"))
 
-    assert not ray.is_initialized()
     assert summary.complete and summary.outputs == {"kept": 4, "rejects": 2} and summary.rejected == {"malformed": 2}
     kept = pq.read_table(tmp_path / "out" / "kept").column("id").to_pylist()
     assert kept == sorted(kept, key=lambda i: (int.from_bytes(hashlib.sha256(i.encode()).digest()[:2], "big"), i))
