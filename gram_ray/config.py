@@ -296,7 +296,8 @@ class RunSection(Section):
     )
     concurrent_stages: bool = Field(
         False, description="selftrain: run each held-out evaluation while the pipeline goes on (on a small machine "
-        "an evaluation is mostly engine start-up, which overlaps the next stage's work)"
+        "an evaluation is mostly engine start-up, which overlaps the next stage's work); only when the cluster "
+        "has CPUs for two engine pools and one more for Ray Data's map tasks, else in turn"
     )
 
 

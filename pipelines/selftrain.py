@@ -20,9 +20,23 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from gram_ray.config import SelfTrainConfig
+from gram_ray.config import EngineConfig, SelfTrainConfig
 from gram_ray.run.driver import Driver, pipeline_inputs, start_run
 from gram_ray.run.report import heldout_accuracy, label_accuracy, write_report
+
+
+def _room_for_two_engines(engine: EngineConfig) -> bool:
+    """Whether the cluster holds two engine pools and still has a CPU for Ray Data's map tasks: with less,
+    two stages would each hold an engine and wait forever for a CPU to post-process its rows."""
+    import ray
+
+    per_engine = engine.cpus_per_engine if engine.accelerator == "cpu" else engine.tensor_parallel_size
+    needed = 2 * per_engine * engine.concurrency[1] + 1
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if cpus < needed:
+        print(f"[gram-ray] run.concurrent_stages: the cluster has {cpus:g} CPUs, two engine pools and their map "
+              f"tasks need {needed}; running evaluations in turn", flush=True)
+    return cpus >= needed
 
 
 def _print_failure(future: Future[float]) -> None:
@@ -71,12 +85,13 @@ def selftrain(d: Driver) -> None:
         return heldout_accuracy(summary.outputs["scores"], summary.info["inputs"], by="reward")
 
     pool = ThreadPoolExecutor(max_workers=2)
+    concurrent = cfg.run.concurrent_stages and _room_for_two_engines(cfg.engine)
 
     def aside(evaluation: Callable[..., float], *args: str) -> Future[float]:
         """With run.concurrent_stages, a held-out evaluation runs while the pipeline goes on: it is an
         inference stage whose time on a small machine is mostly engine start-up, not compute. A failure is
         printed at once and raised when the results are collected."""
-        if cfg.run.concurrent_stages:
+        if concurrent:
             future = pool.submit(evaluation, *args)
             future.add_done_callback(_print_failure)
             return future
