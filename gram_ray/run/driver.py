@@ -40,8 +40,8 @@ class Driver:
         digest = config_hash({"settings": settings, "upstream": [self.hash(u) for u in upstream]})
         before = None if redo else self.run.finished(name)
         result = self.run.run_stage(name, digest, fn, redo=redo)
-        changed = before is not None and output_files(before) != output_files(self.run.finished(name))
-        if changed and not result.skipped and not leaf:
+        if (not (result.skipped or leaf) and before is not None
+                and output_files(before) != output_files(self.run.finished(name))):
             print(f"[gram-ray] stage {name}: new outputs differ from the damaged ones; redoing every later stage")
             self.redoing = True
         self.results[name] = result

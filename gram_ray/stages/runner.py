@@ -264,18 +264,17 @@ def generate(requests: Any, engine: EngineConfig, parse: Parse, checkpoint: Chec
 
     from gram_ray.stages.engine import build_engine_processor
 
-    local = isinstance(requests, pa.Table)
+    local, empty = isinstance(requests, pa.Table), SETTLED_SCHEMA.empty_table()
     if local and not requests.num_rows:  # no engine pool for nothing to do
-        return SETTLED_SCHEMA.empty_table()
+        return empty
     processor = build_engine_processor(engine, partial(_parsed, parse=parse))
     if local:  # blocks of one engine batch, so that every replica of the pool gets work
         size = max(1, engine.batch_size)
         requests = ray.data.from_arrow([requests.slice(i, size) for i in range(0, requests.num_rows, size)])
     if checkpoint is None:
         settled = processor(requests).map(_settle)
-        return pa.concat_tables([SETTLED_SCHEMA.empty_table(), *settled_batches(settled)]) if local else settled
+        return pa.concat_tables([empty, *settled_batches(settled)]) if local else settled
     files = checkpoint.settle(name, requests, lambda pending: processor(pending).map(_settle))
-    empty = SETTLED_SCHEMA.empty_table()
     if local:
         return pa.concat_tables([empty, *(pq.read_table(f, schema=SETTLED_SCHEMA) for f in files)])
     return ray.data.read_parquet([str(f) for f in files]) if files else ray.data.from_arrow(empty)
