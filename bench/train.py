@@ -9,7 +9,10 @@ Both paths tokenize with the same encoder, batch with the same length grouping, 
 (``gram_ray.train.step``) and run 2 threads (our path: 1 worker with 2 CPUs, ZeRO-2, fp32). Throughput
 is non-pad tokens per second of each optimizer step after ``--warmup`` (start-up is not counted); the
 figure compared is the median step, because the machine is shared and a neighbour's burst can slow any
-stretch of steps. The plain loop runs before and after our run and its steps are pooled.
+stretch of steps. The plain loop runs before and after our run and its steps are pooled. To show where
+a gap comes from, the same plain loop also runs inside a Ray Train worker (1 worker x 2 CPUs, no DeepSpeed):
+that isolates what the Ray Train worker's surroundings cost from what DeepSpeed, data loading (Ray Data
+shard, collation inside the timed step) and our step loop cost.
 The last line is ``ratio_vs_plain=<ours/plain tokens per s> padding_waste=<pad share with grouping>``.
 """
 
@@ -87,6 +90,24 @@ def plain_loop(cfg, examples: list, pad_id: int, steps: int, warmup: int) -> lis
     return per_step
 
 
+def plain_loop_in_ray_train(cfg, examples: list, pad_id: int, steps: int, warmup: int) -> list[float]:
+    """``plain_loop`` run as the train function of a 1-worker ``TorchTrainer``; results come back in a file."""
+    import json
+
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    out = Path(cfg.output_dir).with_name("plain_in_ray_train.json")
+
+    def loop(_: dict) -> None:
+        out.write_text(json.dumps(plain_loop(cfg, examples, pad_id, steps, warmup)))
+
+    TorchTrainer(loop, torch_config=TorchConfig(backend="gloo"),
+                 scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": THREADS}),
+                 run_config=RunConfig(name="plain", storage_path=str(out.with_name("plain_ray_train")))).fit()
+    return json.loads(out.read_text())
+
+
 def ours(cfg, warmup: int) -> tuple[list[float], float]:
     """(tokens/s of each step after ``warmup``, measured share of pad tokens), from the run's metrics
     history (``log_every: 1``: one entry per optimizer step)."""
@@ -137,15 +158,20 @@ def main() -> None:
         print(f"plain transformers loop (1 process, {THREADS} threads): {_summary(plain)}")
         ray.init(num_cpus=THREADS, include_dashboard=False, log_to_driver=False)
         ours_steps, ours_waste = ours(cfg, args.warmup)
-        ray.shutdown()
         print(f"ray train + deepspeed (1 worker x {THREADS} CPUs, ZeRO-2): {_summary(ours_steps)}; "
               f"measured padding waste {ours_waste:.1%}")
+        in_worker = plain_loop_in_ray_train(cfg, examples, pad_id, args.steps, args.warmup)
+        ray.shutdown()
+        print(f"plain loop inside a Ray Train worker (1 x {THREADS} CPUs, no DeepSpeed): {_summary(in_worker)}")
         again = plain_loop(cfg, examples, pad_id, args.steps, args.warmup)
         print(f"plain transformers loop again: {_summary(again)}")
         plain += again
         print(f"effective batch {args.micro_batch * args.grad_accum} examples, {args.steps} steps, "
               f"first {args.warmup} not timed")
-    print(f"ratio_vs_plain={statistics.median(ours_steps) / statistics.median(plain):.3f} "
+    plain_median, worker_median = statistics.median(plain), statistics.median(in_worker)
+    print(f"plain loop in a Ray Train worker / in this process: {worker_median / plain_median:.3f}; "
+          f"ours / plain loop in a Ray Train worker: {statistics.median(ours_steps) / worker_median:.3f}")
+    print(f"ratio_vs_plain={statistics.median(ours_steps) / plain_median:.3f} "
           f"padding_waste={ours_waste:.4f}")
 
 

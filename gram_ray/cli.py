@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 Handler = Callable[[argparse.Namespace], int | None]
 
@@ -36,6 +37,18 @@ def _cmd_convert(args: argparse.Namespace) -> int:
                   else parse_config(overrides, ValidationConfig, origin="--set"))
     summary = convert_file(args.input, args.output, fmt=args.format, seed=args.seed, validation=validation)
     print(summary)
+    return 0
+
+
+def _cmd_rounds(args: argparse.Namespace) -> int:
+    from gram_ray.data.rounds import split_rounds
+
+    split = split_rounds(args.pool, args.out, args.round_size, args.rounds, exclude=args.exclude)
+    for path, rows in zip(split.rounds, split.rows, strict=True):
+        print(f"{path}: {rows} pairs")
+    left = f"{split.leftover} left over for later rounds ({Path(args.out) / 'leftover.parquet'})"
+    print(f"dropped {split.duplicates} repeated and {split.excluded} excluded pairs; "
+          f"{left if split.leftover else 'none left over'}")
     return 0
 
 
@@ -152,6 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a validation setting (YAML value); repeatable")
     p.add_argument("--seed", type=int, default=0, help="seed for placing chosen on a random side")
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("rounds", help="deal an unlabeled pool into self-training rounds: no pair twice, none "
+                       "of the labeled or held-out sets (the files for the pipeline's data.unlabeled)")
+    p.add_argument("pool", nargs="+", help="pair Parquet files or folders (from gram-ray convert)")
+    p.add_argument("--out", required=True, help="folder for round_01.parquet, round_02.parquet, ...")
+    p.add_argument("--round-size", type=int, required=True, help="pairs per round (the paper: 500000)")
+    p.add_argument("--rounds", type=int, required=True, help="round files to write (the paper: 2)")
+    p.add_argument("--exclude", nargs="*", default=[], help="pair Parquet whose ids must not appear in any round "
+                   "(the labeled and held-out sets); put it after the pool files")
+    p.set_defaults(func=_cmd_rounds)
 
     p = sub.add_parser("train", help="train on Ray Train + DeepSpeed (SFT, GRAM stage 1/2); export a HF model")
     _add_config_args(p)

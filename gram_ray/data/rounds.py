@@ -4,13 +4,18 @@ Two streaming passes. Pass 1 spreads rows over ``buckets`` Parquet files by a ha
 duplicates (and a pair's side-swapped twin, which shares its id) land in the same bucket. Pass 2 reads
 one bucket at a time, sorts it by id, drops repeated ids and ids listed in ``exclude`` (the labeled and
 held-out sets: unlabeled rows must not leak them), and deals the survivors into rounds of ``round_size``.
-Memory holds one bucket (pool / ``buckets`` rows), whatever the pool's size; hash order doubles as a
-deterministic shuffle, so each round is a random sample of the pool rather than its first rows, and the
-split does not depend on the order of the sources.
+Memory holds one row group of a source, one read batch or one bucket: the bucket count grows with the rows (about
+``BUCKET_ROWS`` a bucket, counted from the Parquet footers), so a bucket, and each row group written from
+it, stays the same size whatever the pool's size, up to ``MAX_BUCKETS`` (or half the open-file limit)
+buckets. Hash order doubles as a deterministic shuffle, so each round is a random sample of the pool
+rather than its first rows, and the split does not depend on the order of the sources; it does depend on
+the bucket count, so adding rows to a pool can reorder the whole deal.
 """
 
 from __future__ import annotations
 
+import math
+import resource
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,12 +23,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from gram_ray.data.io import parquet_files
 from gram_ray.data.schemas import PAIR_SCHEMA
 
 CHUNK_ROWS = 65536
+BUCKET_ROWS = 20_000  # rows held in memory at once in pass 2
+MAX_BUCKETS = 1_000  # files open at once in pass 1; past 20M pool rows, buckets grow instead
 
 
 @dataclass
@@ -33,6 +40,8 @@ class RoundSplit:
     duplicates: int = 0
     excluded: int = 0
     leftover: int = 0  # rows past the last full round, written to leftover.parquet
+    buckets: int = 0
+    largest_bucket: int = 0  # rows of the biggest bucket: what pass 2 holds in memory
     extra: dict = field(default_factory=dict)
 
 
@@ -45,8 +54,10 @@ def _scatter(sources: Iterable[str | Path], folder: Path, buckets: int, columns:
     writers: dict[int, pq.ParquetWriter] = {}
     schema = PAIR_SCHEMA if columns == PAIR_SCHEMA.names else None
     try:
-        for source in sources:
-            for batch in ds.dataset(str(source), format="parquet").to_batches(columns=columns, batch_size=CHUNK_ROWS):
+        for source in parquet_files(list(sources)):
+            # ParquetFile reads one row group at a time; a pyarrow dataset scan reads a whole file ahead of a
+            # slow consumer whatever its read-ahead settings (measured: 715 MiB for a 1.5M-row file)
+            for batch in pq.ParquetFile(source).iter_batches(batch_size=CHUNK_ROWS, columns=columns):
                 table = pa.Table.from_batches([batch])
                 if schema is not None:
                     table = table.cast(schema)
@@ -111,20 +122,43 @@ def _bucket_rows(path: Path, blocked: pa.Array) -> tuple[pa.Table, int, int]:
     return kept, len(ids) - table.num_rows, table.num_rows - kept.num_rows
 
 
+def bucket_count(rows: int) -> int:
+    """Buckets of about ``BUCKET_ROWS`` rows, no more than ``MAX_BUCKETS`` or half the open-file limit (pass 1
+    keeps one file open per bucket)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = MAX_BUCKETS if soft == resource.RLIM_INFINITY else min(MAX_BUCKETS, max(1, soft // 2))
+    return min(cap, max(1, math.ceil(rows / BUCKET_ROWS)))
+
+
+def _rows(sources: list[str | Path]) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(sources)) if sources else 0
+
+
+def _clear(out: Path) -> None:
+    """Remove an earlier split's files, so that none is mistaken for this one's."""
+    for old in [*out.glob("round_*.parquet"), out / "leftover.parquet"]:
+        old.unlink(missing_ok=True)
+
+
 def split_rounds(sources: Iterable[str | Path], out_dir: str | Path, round_size: int, rounds: int,
-                 exclude: Iterable[str | Path] = (), buckets: int = 64) -> RoundSplit:
+                 exclude: Iterable[str | Path] = (), buckets: int | None = None) -> RoundSplit:
     """Write ``round_01.parquet`` ... with ``round_size`` unique, never-excluded pairs each.
 
-    Raises ValueError when the pool cannot fill ``rounds`` rounds, naming how many rows it had."""
+    ``buckets`` defaults to ``bucket_count`` of the pool's and the excluded files' rows. Earlier round files
+    in ``out_dir`` are removed first. Raises ValueError, leaving no round file, when the pool cannot fill
+    ``rounds`` rounds, naming how many rows it had."""
     if round_size < 1 or rounds < 1:
         raise ValueError("round_size and rounds must be >= 1")
+    sources, exclude = list(sources), list(exclude)
+    buckets = buckets or bucket_count(_rows(sources) + _rows(exclude))
     out = Path(out_dir)
+    _clear(out)
     work = out / ".buckets"
     shutil.rmtree(work, ignore_errors=True)
     _scatter(sources, work / "pool", buckets, PAIR_SCHEMA.names)
     _scatter(exclude, work / "exclude", buckets, ["id"])
     writer = _RoundWriter(out, round_size, rounds)
-    split = RoundSplit([], [])
+    split = RoundSplit([], [], buckets=buckets)
     for b in range(buckets):
         pool = work / "pool" / f"{b:05d}.parquet"
         if not pool.exists():
@@ -132,12 +166,14 @@ def split_rounds(sources: Iterable[str | Path], out_dir: str | Path, round_size:
         excluded = work / "exclude" / f"{b:05d}.parquet"
         blocked = pq.read_table(excluded)["id"].combine_chunks() if excluded.exists() else pa.array([], pa.string())
         table, dup, exc = _bucket_rows(pool, blocked)
+        split.largest_bucket = max(split.largest_bucket, table.num_rows + dup + exc)
         split.duplicates += dup
         split.excluded += exc
         writer.write(table)
     writer.close()
     shutil.rmtree(work, ignore_errors=True)
     if len(writer.paths) < rounds or writer.rows[-1] < round_size:
+        _clear(out)
         have = sum(writer.rows) + writer.leftover
         raise ValueError(f"{rounds} rounds of {round_size} rows need {rounds * round_size} unique unlabeled pairs; "
                          f"the pool has {have} after dropping {split.duplicates} duplicates and "

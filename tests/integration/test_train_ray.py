@@ -4,7 +4,9 @@ starting from the previous run's export (so the later two are also adaptations o
 1. GRAM stage 1 (ZeRO-3) on the kit's pairs, both orders;
 2. reasoning-RM SFT (ZeRO-2) on digit-verify rationales, decision tokens weighted, some truncated;
 3. GRAM stage 2 (ZeRO-2), launched with `gram-ray train` in a separate driver that is killed after its
-   first checkpoint, then relaunched here with the same config: it must resume, not start over.
+   first checkpoint, then relaunched here with the same config: it must resume, not start over;
+4. GRAM stage 2 again, here, with one Ray Train worker process SIGKILLed mid-epoch once a checkpoint is
+   registered: Ray Train must restart the worker group from that checkpoint and finish the run.
 
 Each run must lower its loss; the ZeRO-3 and ZeRO-2 exports must load in vLLM and generate. Stage 2
 (two launches: killed, resumed) is marked slow. Its labels are all "A" (the correct sum is put on side
@@ -20,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,8 +35,9 @@ from gram_ray.config import TrainConfig, dump_config, load_config
 from gram_ray.data.schemas import PAIR_SCHEMA, RATIONALE_SCHEMA
 from gram_ray.prompts import judge_prompt, proof_to_target
 from gram_ray.tinykit import digit_verify
+from gram_ray.train.batching import micro_batches_per_epoch
 from gram_ray.train.export import read_manifest
-from gram_ray.train.loop import run_location
+from gram_ray.train.loop import RAY_TRAIN_SNAPSHOT, registered_checkpoint, run_location
 
 pytestmark = pytest.mark.integration
 
@@ -94,26 +98,35 @@ def judge(stage1, pairs, tmp_path_factory) -> tuple[Path, TrainConfig]:
     return root / "model", cfg
 
 
+def _stage2_config(root: Path, judge_model: Path, pairs: list[dict], **settings) -> TrainConfig:
+    """GRAM stage 2 on the kit's pairs, every label turned to "A", plus 3 unlabeled rows it must reject."""
+    rows = []
+    for row in pairs:
+        a, b = (row["response_a"], row["response_b"]) if row["label"] == "A" else (row["response_b"], row["response_a"])
+        rows.append({**row, "response_a": a, "response_b": b, "label": "A"})
+    unlabeled = [{**rows[0], "id": f"unlabeled-{i}", "label": None} for i in range(3)]
+    pq.write_table(pa.Table.from_pylist(rows + unlabeled, schema=PAIR_SCHEMA), root / "pairs.parquet")
+    return load_config(CONFIGS / "train_tiny_gram_stage2.yaml", TrainConfig, {
+        **TWO_WORKERS, "model": str(judge_model), "data": [str(root / "pairs.parquet")],
+        "output_dir": str(root / "model"), "zero_stage": 2, "micro_batch_size": 2, "learning_rate": 2e-3,
+        **settings,
+    })
+
+
+def _snapshot(cfg: TrainConfig) -> Path:
+    storage, name = run_location(cfg)
+    return Path(storage) / name / RAY_TRAIN_SNAPSHOT
+
+
 @pytest.fixture(scope="module")
 def stage2(judge, pairs, ray_local, tmp_path_factory) -> tuple[Path, TrainConfig, Path]:
     """Launched by `gram-ray train` in its own driver, killed (SIGKILL) once a checkpoint is registered,
     relaunched here with the same config."""
     root = tmp_path_factory.mktemp("stage2")
-    rows = []
-    for row in pairs:
-        a, b = (row["response_a"], row["response_b"]) if row["label"] == "A" else (row["response_b"], row["response_a"])
-        rows.append({**row, "response_a": a, "response_b": b, "label": "A"})
-    unlabeled = [{**rows[0], "id": f"unlabeled-{i}", "label": None} for i in range(3)]  # must be rejected
-    pq.write_table(pa.Table.from_pylist(rows + unlabeled, schema=PAIR_SCHEMA), root / "pairs.parquet")
-    cfg = load_config(CONFIGS / "train_tiny_gram_stage2.yaml", TrainConfig, {
-        **TWO_WORKERS, "model": str(judge[0]), "data": [str(root / "pairs.parquet")],
-        "output_dir": str(root / "model"), "zero_stage": 2, "micro_batch_size": 2, "max_steps": 12,
-        "learning_rate": 2e-3, "checkpoint_every": 3,
-    })
+    cfg = _stage2_config(root, judge[0], pairs, max_steps=12, checkpoint_every=3)
     config_path = root / "stage2.yaml"
     dump_config(cfg, config_path)
-    storage, name = run_location(cfg)
-    snapshot = Path(storage) / name / "checkpoint_manager_snapshot.json"
+    snapshot = _snapshot(cfg)
     log = root / "killed_driver.log"
     env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address, "PYTHONUNBUFFERED": "1"}
     driver = subprocess.Popen([sys.executable, "-m", "gram_ray.cli", "train", "--config", str(config_path)],
@@ -139,6 +152,50 @@ def stage2(judge, pairs, ray_local, tmp_path_factory) -> tuple[Path, TrainConfig
 
 def cfg_output(cfg: TrainConfig) -> Path:
     return Path(cfg.output_dir)
+
+
+def _kill_a_worker_once_checkpointed(snapshot: Path, job_id: str, killed: list, stop: threading.Event) -> None:
+    """SIGKILL one Ray Train worker process of this job as soon as Ray Train has registered a checkpoint;
+    an error here goes into ``killed`` too, so that the test reports it rather than a missing kill."""
+    from ray._private.state import actors
+
+    try:
+        while not stop.is_set():
+            if registered_checkpoint(snapshot.parent):
+                workers = [a for a in actors(actor_state_name="ALIVE").values()
+                           if a["ActorClassName"] == "RayTrainWorker" and a["JobID"] == job_id and a["Pid"]]
+                if workers:
+                    os.kill(workers[-1]["Pid"], signal.SIGKILL)
+                    killed.append(workers[-1]["Pid"])
+                    return
+            time.sleep(0.1)
+    except Exception as error:  # handed to the test
+        killed.append(error)
+
+
+@pytest.fixture(scope="module")
+def stage2_worker_killed(judge, pairs, ray_local, tmp_path_factory) -> tuple[Path, TrainConfig, list[int]]:
+    """Stage 2 trained in this process with ``max_failures`` 1 while a thread kills one of its two workers.
+
+    56 pairs on 2 workers at micro-batch 2 are 14 steps an epoch; a checkpoint every 4 steps, so the
+    first one registered, and the kill after it, fall inside the first or second epoch, not at its end.
+    """
+    root = tmp_path_factory.mktemp("stage2_worker_killed")
+    cfg = _stage2_config(root, judge[0], pairs, max_steps=30, checkpoint_every=4, max_failures=1)
+    killed: list[int] = []
+    stop = threading.Event()
+    job_id = ray_local.get_runtime_context().get_job_id()
+    killer = threading.Thread(target=_kill_a_worker_once_checkpointed, args=(_snapshot(cfg), job_id, killed, stop),
+                              daemon=True)
+    killer.start()
+    from gram_ray.train import train
+
+    try:
+        out = train(cfg)
+    finally:
+        stop.set()
+        killer.join()
+    return out, cfg, killed
 
 
 def test_stage1_zero3_lowers_the_pair_lm_loss(stage1):
@@ -183,6 +240,23 @@ def test_stage2_rejects_unlabeled_rows_with_their_reason(stage2):
     rejects = pq.read_table(out.with_name(out.name + ".rejects")).to_pylist()
     assert {r["id"] for r in rejects} == {f"unlabeled-{i}" for i in range(3)}
     assert {(r["reason"], r["stage"]) for r in rejects} == {("label must be one of ('A', 'B'), got None", "train")}
+
+
+def test_a_worker_killed_mid_epoch_is_restarted_from_the_registered_checkpoint(stage2_worker_killed):
+    out, cfg, killed = stage2_worker_killed
+    assert killed, "no worker was killed: the run ended before Ray Train registered a checkpoint"
+    assert len(killed) == 1 and isinstance(killed[0], int), killed
+    manifest = read_manifest(out)
+    resumed = manifest["resumed_from_step"]
+    assert resumed is not None and resumed % 4 == 0 and 4 <= resumed < cfg.max_steps, resumed
+    history = manifest["history"]
+    per_worker = manifest["examples"] // cfg.num_workers
+    steps_per_epoch = micro_batches_per_epoch(per_worker, cfg.micro_batch_size) // cfg.grad_accum
+    assert steps_per_epoch == 14 and resumed % steps_per_epoch != 0  # the checkpoint was taken mid-epoch
+    assert [m["step"] for m in history] == list(range(1, cfg.max_steps + 1))  # no step repeated or lost
+    assert [m["epoch"] for m in history] == [(s - 1) // steps_per_epoch for s in range(1, cfg.max_steps + 1)]
+    assert manifest["rejected"] == 3
+    _assert_loss_fell(out, margin=0.05)
 
 
 def test_finished_export_is_returned_without_training(stage1):

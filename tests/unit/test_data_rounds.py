@@ -2,7 +2,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gram_ray.data.rounds import split_rounds
+from gram_ray.cli import main
+from gram_ray.data import rounds
+from gram_ray.data.rounds import bucket_count, split_rounds
 from gram_ray.data.schemas import PAIR_SCHEMA, pair_id
 
 
@@ -44,7 +46,45 @@ def test_split_is_deterministic_and_order_independent(tmp_path):
         assert sorted(pq.read_table(p)["id"].to_pylist()) == sorted(pq.read_table(q)["id"].to_pylist())
 
 
-def test_too_small_pool_is_a_clear_error(tmp_path):
+def test_too_small_pool_is_a_clear_error_and_leaves_no_round_file(tmp_path):
     pq.write_table(_pairs(50), tmp_path / "a.parquet")
     with pytest.raises(ValueError, match="need 100 unique unlabeled pairs; the pool has 50"):
         split_rounds([tmp_path / "a.parquet"], tmp_path / "r", 50, 2)
+    assert not list((tmp_path / "r").glob("*.parquet"))
+
+
+def test_a_new_split_removes_the_files_of_an_earlier_one(tmp_path):
+    pq.write_table(_pairs(250), tmp_path / "a.parquet")
+    split_rounds([tmp_path / "a.parquet"], tmp_path / "r", 50, 4)
+    assert (tmp_path / "r" / "round_04.parquet").exists() and (tmp_path / "r" / "leftover.parquet").exists()
+    split_rounds([tmp_path / "a.parquet"], tmp_path / "r", 125, 2)
+    assert sorted(p.name for p in (tmp_path / "r").glob("*.parquet")) == ["round_01.parquet", "round_02.parquet"]
+
+
+def test_buckets_grow_with_the_pool_so_memory_holds_a_fixed_number_of_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(rounds, "BUCKET_ROWS", 100)
+    assert [bucket_count(n) for n in (0, 1, 100, 101, 700)] == [1, 1, 1, 2, 7]
+    monkeypatch.setattr(rounds, "MAX_BUCKETS", 5)
+    assert bucket_count(700) == 5
+    monkeypatch.setattr(rounds, "MAX_BUCKETS", 1000)
+    monkeypatch.setattr(rounds.resource, "getrlimit", lambda _: (8, 8))  # 8 open files: at most 4 buckets
+    assert bucket_count(700) == 4
+    monkeypatch.undo()
+    monkeypatch.setattr(rounds, "BUCKET_ROWS", 100)
+    for n in (350, 1400):  # 4x the rows: 4x the buckets, about the same rows per bucket
+        pq.write_table(_pairs(n), tmp_path / f"pool{n}.parquet")
+        split = split_rounds([tmp_path / f"pool{n}.parquet"], tmp_path / f"r{n}", 100, 3)
+        assert split.buckets == n // 100 + (n % 100 > 0)
+        assert split.largest_bucket <= 200, split.largest_bucket  # hash buckets: 100 rows on average
+        assert sum(split.rows) + split.leftover == n
+
+
+def test_cli_rounds(tmp_path, capsys):
+    pq.write_table(_pairs(250), tmp_path / "pool.parquet")
+    pq.write_table(_pairs(10), tmp_path / "labeled.parquet")
+    assert main(["rounds", str(tmp_path / "pool.parquet"), "--out", str(tmp_path / "r"), "--round-size", "100",
+                 "--rounds", "2", "--exclude", str(tmp_path / "labeled.parquet")]) == 0
+    out = capsys.readouterr().out
+    assert "round_01.parquet: 100 pairs" in out and "round_02.parquet: 100 pairs" in out
+    assert "dropped 0 repeated and 10 excluded pairs; 40 left over" in out
+    assert pq.read_table(tmp_path / "r" / "leftover.parquet").num_rows == 40
