@@ -59,12 +59,16 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def head_node(tmp_path_factory):
     """A local `ray start --head --block` cluster with the job server. It is stopped by ending its own process
-    group, not `ray stop`, which would also stop every other Ray cluster on the machine."""
+    group, not `ray stop`, which would also stop every other Ray cluster on the machine.
+
+    Every port is a free one: the session's other cluster (``ray_local``) already holds Ray's fixed
+    defaults, such as the dashboard agent's 52365, which the job server needs to reach its agent."""
     temp = tmp_path_factory.mktemp("ray")
-    port, dash = _free_port(), _free_port()
+    port, dash, agent, client = _free_port(), _free_port(), _free_port(), _free_port()
     head = subprocess.Popen(
         [RAY, "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--include-dashboard=true",
          f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", f"--temp-dir={temp}",
+         f"--dashboard-agent-listen-port={agent}", f"--ray-client-server-port={client}",
          "--object-store-memory=500000000", "--disable-usage-stats"],
         env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
