@@ -6,7 +6,7 @@ that fails half-way (disk full, permission refused) leaves no output folder and 
 the re-run gives the outputs of an uninterrupted run. Root ignores ``chmod`` here, so the failure is
 injected at the Parquet writer, as the OS would raise it (a refused write takes the same path).
 
-The slow test SIGKILLs a vLLM engine actor in the middle of a label stage: Ray Data restarts the actor and
+The last test SIGKILLs a vLLM engine actor in the middle of a label stage: Ray Data restarts the actor and
 retries its batches, and the stage writes exactly the rows of an uninterrupted run.
 """
 
@@ -123,7 +123,6 @@ def _kill_engine_actor_once(job_id: str, old: set[str], killed: list, stop: thre
         time.sleep(0.2)
 
 
-@pytest.mark.slow
 def test_killing_an_engine_actor_mid_stage_loses_and_duplicates_nothing(ray_local, tiny_kit, tmp_path):
     from ray._private.state import actors
 
