@@ -15,7 +15,7 @@ import gzip
 import json
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -245,6 +245,11 @@ class ParquetSink:
             self.close()
         else:
             self.abort()
+
+
+def parquet_rows(files: Iterable[Path]) -> int:
+    """Rows of Parquet files, from their footers (no data read)."""
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
 def parquet_files(paths: str | Path | list[str] | list[Path]) -> list[Path]:

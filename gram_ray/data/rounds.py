@@ -4,12 +4,12 @@ Two streaming passes. Pass 1 spreads rows over ``buckets`` Parquet files by a ha
 duplicates (and a pair's side-swapped twin, which shares its id) land in the same bucket. Pass 2 reads
 one bucket at a time, sorts it by id, drops repeated ids and ids listed in ``exclude`` (the labeled and
 held-out sets: unlabeled rows must not leak them), and deals the survivors into rounds of ``round_size``.
-Memory holds one row group of a source, one read batch or one bucket: the bucket count grows with the rows (about
-``BUCKET_ROWS`` a bucket, counted from the Parquet footers), so a bucket, and each row group written from
-it, stays the same size whatever the pool's size, up to ``MAX_BUCKETS`` (or half the open-file limit)
-buckets. Hash order doubles as a deterministic shuffle, so each round is a random sample of the pool
-rather than its first rows, and the split does not depend on the order of the sources; it does depend on
-the bucket count, so adding rows to a pool can reorder the whole deal.
+Memory holds one row group of a source, one read batch or one bucket: the bucket count grows with the
+rows (about ``BUCKET_ROWS`` a bucket, counted from the Parquet footers), so a bucket, and each row group
+written from it, stays the same size whatever the pool's size, up to ``MAX_BUCKETS`` (or half the
+open-file limit) buckets. Hash order doubles as a deterministic shuffle, so each round is a random sample
+of the pool rather than its first rows, and the split does not depend on the order of the sources; it
+does depend on the bucket count, so adding rows to a pool can reorder the whole deal.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from gram_ray.data.io import parquet_files
+from gram_ray.data.io import parquet_files, parquet_rows
 from gram_ray.data.schemas import PAIR_SCHEMA
 
 CHUNK_ROWS = 65536
@@ -49,15 +49,15 @@ def _bucket_of(ids: pa.Array, buckets: int) -> list[int]:
     return [int(i[:8], 16) % buckets for i in ids.to_pylist()]
 
 
-def _scatter(sources: Iterable[str | Path], folder: Path, buckets: int, columns: list[str]) -> None:
+def _scatter(files: list[Path], folder: Path, buckets: int, columns: list[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     writers: dict[int, pq.ParquetWriter] = {}
     schema = PAIR_SCHEMA if columns == PAIR_SCHEMA.names else None
     try:
-        for source in parquet_files(list(sources)):
+        for path in files:
             # ParquetFile reads one row group at a time; a pyarrow dataset scan reads a whole file ahead of a
             # slow consumer whatever its read-ahead settings (measured: 715 MiB for a 1.5M-row file)
-            for batch in pq.ParquetFile(source).iter_batches(batch_size=CHUNK_ROWS, columns=columns):
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS, columns=columns):
                 table = pa.Table.from_batches([batch])
                 if schema is not None:
                     table = table.cast(schema)
@@ -130,10 +130,6 @@ def bucket_count(rows: int) -> int:
     return min(cap, max(1, math.ceil(rows / BUCKET_ROWS)))
 
 
-def _rows(sources: list[str | Path]) -> int:
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(sources)) if sources else 0
-
-
 def _clear(out: Path) -> None:
     """Remove an earlier split's files, so that none is mistaken for this one's."""
     for old in [*out.glob("round_*.parquet"), out / "leftover.parquet"]:
@@ -149,14 +145,14 @@ def split_rounds(sources: Iterable[str | Path], out_dir: str | Path, round_size:
     ``rounds`` rounds, naming how many rows it had."""
     if round_size < 1 or rounds < 1:
         raise ValueError("round_size and rounds must be >= 1")
-    sources, exclude = list(sources), list(exclude)
-    buckets = buckets or bucket_count(_rows(sources) + _rows(exclude))
+    pool_files, exclude_files = parquet_files(list(sources)), parquet_files(list(exclude))
+    buckets = buckets or bucket_count(parquet_rows(pool_files) + parquet_rows(exclude_files))
     out = Path(out_dir)
     _clear(out)
     work = out / ".buckets"
     shutil.rmtree(work, ignore_errors=True)
-    _scatter(sources, work / "pool", buckets, PAIR_SCHEMA.names)
-    _scatter(exclude, work / "exclude", buckets, ["id"])
+    _scatter(pool_files, work / "pool", buckets, PAIR_SCHEMA.names)
+    _scatter(exclude_files, work / "exclude", buckets, ["id"])
     writer = _RoundWriter(out, round_size, rounds)
     split = RoundSplit([], [], buckets=buckets)
     for b in range(buckets):

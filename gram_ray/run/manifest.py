@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
+from gram_ray.data.io import parquet_rows
 
 MANIFEST = "manifest.json"
 
@@ -74,7 +74,7 @@ def _parquet_rows(path: Path) -> int | None:
     files = [p for p in _files(path) if p.suffix == ".parquet"]
     if not files:
         return None
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in files)
+    return parquet_rows(files)
 
 
 def fingerprint(path: Path) -> dict[str, dict]:

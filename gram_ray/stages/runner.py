@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gram_ray.config import EngineConfig
-from gram_ray.data.io import parquet_files
+from gram_ray.data.io import parquet_files, parquet_rows
 
 if TYPE_CHECKING:
     from gram_ray.stages.checkpoint import Checkpoint
@@ -133,7 +133,7 @@ def read_rows(source: Any) -> tuple[Any, int]:
     if isinstance(source, ray.data.Dataset):
         return source, source.count()
     files = parquet_files(source)
-    count = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    count = parquet_rows(files)
     if count <= LOCAL_ROWS and sum(f.stat().st_size for f in files) <= LOCAL_BYTES:
         return [pq.read_table(f) for f in files], count
     return ray.data.read_parquet([str(f) for f in files]), count

@@ -24,7 +24,7 @@ import ray.data
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from gram_ray.config import TrainConfig
-from gram_ray.data.io import parquet_files
+from gram_ray.data.io import parquet_files, parquet_rows
 from gram_ray.prompts import judge_prompt
 from gram_ray.train.examples import row_examples
 from gram_ray.train.tokenize import ExampleEncoder, decision_token_ids, label_token_ids, render_prompt
@@ -135,7 +135,7 @@ def _prepare_files(cfg: TrainConfig, rejects_path: Path) -> tuple[ray.data.Datas
     Inputs of at most ``cfg.local_prepare_rows`` rows are tokenized in the driver: Ray Data's seconds per
     execution outweigh tokenizing a seed set. Larger ones are tokenized by Ray Data tasks."""
     files = parquet_files(cfg.data)
-    if sum(pq.ParquetFile(f).metadata.num_rows for f in files) <= cfg.local_prepare_rows:
+    if parquet_rows(files) <= cfg.local_prepare_rows:
         table = pa.concat_tables([pa.table(_prepare(pq.read_table(f), cfg)) for f in files])
         counts = _counts([table])
         if counts.rejected:

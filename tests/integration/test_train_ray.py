@@ -133,7 +133,7 @@ def stage2(judge, pairs, ray_local, tmp_path_factory) -> tuple[Path, TrainConfig
                               cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
-        while not (snapshot.exists() and json.loads(snapshot.read_text())["checkpoint_results"]):
+        while not registered_checkpoint(snapshot.parent):
             assert driver.poll() is None, f"driver ended before a checkpoint:\n{log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"no checkpoint in time:\n{log.read_text()[-3000:]}"
             time.sleep(0.2)
