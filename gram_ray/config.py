@@ -297,7 +297,7 @@ class RunSection(Section):
     concurrent_stages: bool = Field(
         False, description="selftrain: run each held-out evaluation while the pipeline goes on (on a small machine "
         "an evaluation is mostly engine start-up, which overlaps the next stage's work); only when the cluster "
-        "has CPUs for two engine pools and one more for Ray Data's map tasks, else in turn"
+        "has CPUs for an engine pool, one more for Ray Data's map tasks and the evaluation's engine, else in turn"
     )
 
 

@@ -17,7 +17,6 @@ import sys
 from gram_ray.config import GramConfig
 from gram_ray.run.driver import Driver, pipeline_inputs, start_run
 from gram_ray.run.manifest import atomic_write_text
-from gram_ray.run.report import heldout_accuracy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def gram(d: Driver) -> dict:
-    from gram_ray.stages import gram_score
+    from gram_ray.eval.heldout import evaluate_heldout
 
     cfg, run = d.cfg, d.run
     data = pipeline_inputs(d, rounds=1)
@@ -35,9 +34,10 @@ def gram(d: Driver) -> dict:
     def evaluate(model_stage: str) -> None:
         if not data.get("heldout"):
             return
-        summary = d.infer(f"eval_{model_stage}", cfg.judge, [model_stage, "data"], lambda: gram_score(
-            data["heldout"], run.path("eval", model_stage), d.engine(model_stage), cfg.judge))
-        accuracy[model_stage] = heldout_accuracy(summary.outputs["scores"], summary.info["inputs"], by="reward")
+        result = d.stage(f"eval_{model_stage}", {"judge": cfg.judge, "kind": "label"}, [model_stage, "data"],
+                         lambda: evaluate_heldout(data["heldout"], run.path("eval", model_stage),
+                                                  d.engine(model_stage), cfg.judge, "label"), leaf=True)
+        accuracy[model_stage] = result.info["accuracy"]
         print(f"[gram-ray] {model_stage}: held-out accuracy {accuracy[model_stage]:.3f}")
 
     base = data["base_model"]

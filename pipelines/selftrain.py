@@ -19,23 +19,25 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
-from gram_ray.config import EngineConfig, SelfTrainConfig
+from gram_ray.apply.judges import JudgeKind
+from gram_ray.config import EngineConfig, JudgeConfig, SelfTrainConfig
 from gram_ray.run.driver import Driver, pipeline_inputs, start_run
-from gram_ray.run.report import heldout_accuracy, label_accuracy, write_report
+from gram_ray.run.report import label_accuracy, write_report
 
 
-def _room_for_two_engines(engine: EngineConfig) -> bool:
-    """Whether the cluster holds two engine pools and still has a CPU for Ray Data's map tasks: with less,
-    two stages would each hold an engine and wait forever for a CPU to post-process its rows."""
+def _room_for_an_evaluation_aside(engine: EngineConfig) -> bool:
+    """Whether the cluster holds an inference stage's engine pool with a CPU for its Ray Data map tasks and,
+    beside them, an evaluation's engine: with less, the two would wait on each other's resources."""
     import ray
 
     per_engine = engine.cpus_per_engine if engine.accelerator == "cpu" else engine.tensor_parallel_size
-    needed = 2 * per_engine * engine.concurrency[1] + 1
+    needed = per_engine * engine.concurrency[1] + 1 + per_engine
     cpus = ray.cluster_resources().get("CPU", 0)
     if cpus < needed:
-        print(f"[gram-ray] run.concurrent_stages: the cluster has {cpus:g} CPUs, two engine pools and their map "
-              f"tasks need {needed}; running evaluations in turn", flush=True)
+        print(f"[gram-ray] run.concurrent_stages: the cluster has {cpus:g} CPUs, an engine pool with its map "
+              f"tasks and an evaluation's engine need {needed}; running evaluations in turn", flush=True)
     return cpus >= needed
 
 
@@ -50,17 +52,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def selftrain(d: Driver) -> None:
-    from gram_ray.stages import denoise, gram_score, label_pairs, prove_pairs
+    from gram_ray.eval.heldout import evaluate_heldout
+    from gram_ray.stages import denoise, label_pairs, prove_pairs
 
     cfg, run = d.cfg, d.run
     data = pipeline_inputs(d, cfg.rounds)
     seed = data["seed_rationales"]
     eval_judge = cfg.eval_judge or cfg.judge.model_copy(update={"votes": 1, "temperature": 0.0, "swap_pass": False})
 
-    def evaluate(name: str, model_stage: str) -> float:
-        summary = d.infer(name, eval_judge, [model_stage, "data"], lambda: label_pairs(
-            data["heldout"], run.path("eval", name), d.engine(model_stage), eval_judge), leaf=True)
-        return heldout_accuracy(summary.outputs["labelled"], summary.info["inputs"])
+    def evaluate(name: str, model_stage: str, judge: JudgeConfig = eval_judge, kind: JudgeKind = "reasoning") -> float:
+        result = d.stage(name, {"judge": judge, "kind": kind}, [model_stage, "data"], lambda: evaluate_heldout(
+            data["heldout"], run.path("eval", name), d.engine(model_stage), judge, kind), leaf=True)
+        return result.info["accuracy"]
 
     base = data["base_model"]
     if "pretrain" in cfg.train:
@@ -78,19 +81,13 @@ def selftrain(d: Driver) -> None:
     synthesized = [seed, prove("r00", data["labeled"], "data", 0)]
     d.train("rm_r00", "rm", base, list(synthesized), ["data", "denoise_r00"])
 
-    def evaluate_label_only() -> float:
-        judge = cfg.judge.model_copy(update={"template": cfg.train["label_only"].get("template", "gram")})
-        summary = d.infer("eval_label_only", judge, ["label_only", "data"], lambda: gram_score(
-            data["heldout"], run.path("eval", "label_only"), d.engine("label_only"), judge), leaf=True)
-        return heldout_accuracy(summary.outputs["scores"], summary.info["inputs"], by="reward")
-
     pool = ThreadPoolExecutor(max_workers=2)
-    concurrent = cfg.run.concurrent_stages and _room_for_two_engines(cfg.engine)
+    concurrent = cfg.run.concurrent_stages and _room_for_an_evaluation_aside(cfg.engine)
 
-    def aside(evaluation: Callable[..., float], *args: str) -> Future[float]:
-        """With run.concurrent_stages, a held-out evaluation runs while the pipeline goes on: it is an
-        inference stage whose time on a small machine is mostly engine start-up, not compute. A failure is
-        printed at once and raised when the results are collected."""
+    def aside(evaluation: Callable[..., float], *args: Any) -> Future[float]:
+        """With run.concurrent_stages, a held-out evaluation runs while the pipeline goes on: its time on a
+        small machine is mostly engine start-up, not compute. A failure is printed at once and raised when
+        the results are collected."""
         if concurrent:
             future = pool.submit(evaluation, *args)
             future.add_done_callback(_print_failure)
@@ -122,7 +119,8 @@ def selftrain(d: Driver) -> None:
         baselines: dict[str, Future[float]] = {}
         if "label_only" in cfg.train:
             d.train("label_only", "label_only", base, [data["labeled"], seed], ["data"])
-            baselines["label_only_heldout_accuracy"] = aside(evaluate_label_only)
+            judge = cfg.judge.model_copy(update={"template": cfg.train["label_only"].get("template", "gram")})
+            baselines["label_only_heldout_accuracy"] = aside(evaluate, "eval_label_only", "label_only", judge, "label")
         if cfg.control and cfg.rounds:
             # The rounds' retraining without unlabeled data, in one launch: every round's steps on from the
             # initial RM, or (retrain_from: base) one round's from the base, which is what each round repeats.

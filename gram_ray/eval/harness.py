@@ -39,9 +39,10 @@ from gram_ray.eval.scoring import (
 from gram_ray.prompts.verdicts import eq3
 
 BENCHMARKS = ("judgebench", "rm_bench", "hhh", "rewardbench")
+PAIRS = "pairs"  # any file of A/B-labelled pairs (a run's held-out split): the chosen side wins when P > 0.5
 # The pair-file format of each benchmark's local files, and the meta key its scoring groups by.
 FORMAT = {"judgebench": "judgebench", "rm_bench": "rm_bench", "hhh": "hhh", "rewardbench": "chosen_rejected"}
-GROUP_KEY = {"judgebench": "source", "rm_bench": "domain", "hhh": "category", "rewardbench": "subset"}
+GROUP_KEY = {"judgebench": "source", "rm_bench": "domain", "hhh": "category", "rewardbench": "subset", PAIRS: "source"}
 # Hub copies: (dataset id, splits). HHH's hub copy is BIG-bench's ranked-list format, which is not a pair file.
 HUB = {
     "rewardbench": ("allenai/reward-bench", ["filtered"]),
@@ -122,8 +123,10 @@ def _first_text(j: Judgement | None) -> str | None:
 
 
 def judge_benchmark(judge: PairJudge, benchmark: str, pairs: pa.Table, single_game: bool = False) -> pa.Table:
-    """Judge every pair (both games in one call) into a ``RESULT_SCHEMA`` table."""
-    check_benchmark(benchmark)
+    """Judge every pair (both games in one call) into a ``RESULT_SCHEMA`` table; ``benchmark`` may also
+    be ``PAIRS``."""
+    if benchmark != PAIRS:
+        check_benchmark(benchmark)
     rows = pairs.to_pylist()
     items = [(r["prompt"], r["response_a"], r["response_b"]) for r in rows]
     if not single_game:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from gram_ray.run.manifest import RunDir, atomic_write_text
@@ -14,29 +13,6 @@ from gram_ray.run.manifest import RunDir, atomic_write_text
 
 def _table(path: str, columns: list[str]):
     return ds.dataset(path, format="parquet").to_table(columns=columns)
-
-
-def heldout_accuracy(path: str, inputs: int, by: str = "label") -> float:
-    """Share of the ``inputs`` held-out pairs judged right; pairs the stage rejected count as wrong.
-
-    ``by="label"``: the judge's label equals the pair's given label (``input_label``); ``by="reward"``:
-    the eq. 3 reward of response A is above 0.5 exactly when the given label is A (a tie is wrong).
-    """
-    if inputs <= 0:
-        raise ValueError("held-out set is empty")
-    if by == "label":
-        t = _table(path, ["label", "input_label"])
-        right = pc.sum(pc.fill_null(pc.equal(t["label"], t["input_label"]), False)).as_py() or 0
-    elif by == "reward":
-        t = _table(path, ["label", "reward"])
-        said_a = pc.greater(t["reward"], 0.5)
-        said_b = pc.less(t["reward"], 0.5)
-        is_a = pc.equal(t["label"], "A")
-        right_rows = pc.or_(pc.and_(said_a, is_a), pc.and_(said_b, pc.invert(is_a)))
-        right = pc.sum(pc.fill_null(right_rows, False)).as_py() or 0
-    else:
-        raise ValueError(f"by must be 'label' or 'reward', got {by!r}")
-    return right / inputs
 
 
 def label_accuracy(path: str) -> float | None:

@@ -19,8 +19,9 @@ from gram_ray.apply.judges import OfflineJudge
 from gram_ray.apply.rank_file import rank_rows
 from gram_ray.apply.ranking import RankTask, best_of_n, knockout, rank
 from gram_ray.apply.reward import greedy_references, rewards
-from gram_ray.config import JudgeConfig
-from gram_ray.eval.harness import load_eval_pairs, run_eval, score_results
+from gram_ray.config import EngineConfig, JudgeConfig
+from gram_ray.eval.harness import PAIRS, judge_benchmark, load_eval_pairs, run_eval, score_results
+from gram_ray.eval.heldout import evaluate_heldout
 from gram_ray.prompts.verdicts import eq3
 
 pytestmark = pytest.mark.integration
@@ -155,3 +156,27 @@ def test_eval_run_on_real_benchmark_pairs(label_judge, benchmarks_dir, tmp_path)
     assert results[0]["preference_a"] == pytest.approx(eq3(p1, p2), abs=1e-6)
     assert score_results(pq.read_table(paths["results"])).overall == score.overall
     assert sum(score.counts.values()) == 6
+
+
+@pytest.mark.parametrize("kind", ["label", "reasoning"])
+def test_heldout_evaluation_in_a_ray_task_matches_the_in_process_judge(ray_local, tiny_kit, vllm_tiny_llm, kind,
+                                                                       tmp_path):
+    engine = EngineConfig(model=str(tiny_kit.model_dir), max_model_len=512, cpu_worker_in_engine_process=True)
+    judge = JudgeConfig(template="compact", votes=1, temperature=0.0, max_tokens=24)
+    pairs = pq.read_table(tiny_kit.heldout)
+    outputs, info = evaluate_heldout(str(tiny_kit.heldout), tmp_path, engine, judge, kind)
+    got = pq.read_table(outputs["judgements"]).to_pylist()
+    expected = judge_benchmark(OfflineJudge(vllm_tiny_llm, kind, judge), PAIRS, pairs, single_game=kind == "reasoning")
+    assert [r["id"] for r in got] == pairs.column("id").to_pylist()
+    for mine, theirs in zip(got, expected.to_pylist(), strict=True):
+        assert mine["decision_1"] == theirs["decision_1"] and mine["rationale_1"] == theirs["rationale_1"]
+        assert mine["preference_a"] == pytest.approx(theirs["preference_a"], abs=1e-4)
+        assert (mine["p_a_2"] is None) == (kind == "reasoning")
+    assert info["pairs"] == pairs.num_rows and info["correct"] == sum(r["correct"] for r in got)
+    assert info["accuracy"] == info["correct"] / pairs.num_rows
+
+
+def test_heldout_evaluation_refuses_unlabelled_pairs(tiny_kit, tmp_path):
+    engine = EngineConfig(model=str(tiny_kit.model_dir))
+    with pytest.raises(ValueError, match="lack an A/B label"):
+        evaluate_heldout(str(tiny_kit.unlabeled[0]), tmp_path, engine, JudgeConfig(template="compact"))

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from gram_ray.apply.judges import Judgement
-from gram_ray.eval.harness import judge_benchmark, load_eval_pairs, run_eval, score_results
+from gram_ray.eval.harness import PAIRS, judge_benchmark, load_eval_pairs, run_eval, score_results
 
 
 class TableJudge:
@@ -115,3 +115,14 @@ def test_rewardbench_file_in_the_hub_schema(tmp_path):
     score = score_results(judge_benchmark(TableJudge(pairs, "oracle"), "rewardbench", pairs))
     assert score.groups == {"Chat": 100.0, "Reasoning": 100.0} and score.overall == 100.0
     assert score.counts == {"Chat": 2, "Reasoning": 2}
+
+
+def test_pairs_rule_judges_any_labelled_pair_table_by_the_chosen_sides_probability():
+    pairs = pa.table({"id": ["p1", "p2", "p3"], "prompt": ["q1", "q2", "q3"], "response_a": ["a1", "a2", "a3"],
+                      "response_b": ["b1", "b2", "b3"], "label": ["A", "B", "A"], "meta": [None, "{}", "{}"]})
+    oracle = judge_benchmark(TableJudge(pairs, "oracle"), PAIRS, pairs, single_game=True)
+    assert oracle.column("correct").to_pylist() == [True, True, True]
+    assert oracle.column("benchmark").to_pylist() == [PAIRS] * 3
+    first = judge_benchmark(TableJudge(pairs, "first"), PAIRS, pairs)  # both games: position bias cancels out
+    assert first.column("preference_a").to_pylist() == pytest.approx([0.5, 0.5, 0.5])
+    assert first.column("correct").to_pylist() == [False, False, False]
