@@ -191,7 +191,7 @@ def test_job_submit_then_kill_and_resume_gives_the_same_outputs(head_node, tmp_p
         assert ours.keys() == theirs.keys()
         for name in ours:
             assert _rows(ours[name]) == _rows(theirs[name]), (stage, name)
-    for stage, output in (("eval_r01", "labelled"), ("label_r01", "labelled")):
+    for stage, output in (("eval_r01", "judgements"), ("label_r01", "labelled")):
         ids = [r["id"] for r in _rows(_stage_outputs(run, stage)[output])]
         ref_ids = [r["id"] for r in _rows(_stage_outputs(run, stage, moved_to=reference)[output])]
         assert ids == ref_ids and len(set(ids)) == len(ids)
