@@ -25,8 +25,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def gram(d: Driver) -> dict:
-    from gram_ray.eval.heldout import evaluate_heldout
-
     cfg, run = d.cfg, d.run
     data = pipeline_inputs(d, rounds=1)
     accuracy: dict[str, float] = {}
@@ -34,10 +32,7 @@ def gram(d: Driver) -> dict:
     def evaluate(model_stage: str) -> None:
         if not data.get("heldout"):
             return
-        result = d.stage(f"eval_{model_stage}", {"judge": cfg.judge, "kind": "label"}, [model_stage, "data"],
-                         lambda: evaluate_heldout(data["heldout"], run.path("eval", model_stage),
-                                                  d.engine(model_stage), cfg.judge, "label"), leaf=True)
-        accuracy[model_stage] = result.info["accuracy"]
+        accuracy[model_stage] = d.evaluate(f"eval_{model_stage}", model_stage, data["heldout"], cfg.judge, "label")
         print(f"[gram-ray] {model_stage}: held-out accuracy {accuracy[model_stage]:.3f}")
 
     base = data["base_model"]

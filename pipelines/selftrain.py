@@ -52,7 +52,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def selftrain(d: Driver) -> None:
-    from gram_ray.eval.heldout import evaluate_heldout
     from gram_ray.stages import denoise, label_pairs, prove_pairs
 
     cfg, run = d.cfg, d.run
@@ -61,9 +60,7 @@ def selftrain(d: Driver) -> None:
     eval_judge = cfg.eval_judge or cfg.judge.model_copy(update={"votes": 1, "temperature": 0.0, "swap_pass": False})
 
     def evaluate(name: str, model_stage: str, judge: JudgeConfig = eval_judge, kind: JudgeKind = "reasoning") -> float:
-        result = d.stage(name, {"judge": judge, "kind": kind}, [model_stage, "data"], lambda: evaluate_heldout(
-            data["heldout"], run.path("eval", name), d.engine(model_stage), judge, kind), leaf=True)
-        return result.info["accuracy"]
+        return d.evaluate(name, model_stage, data["heldout"], judge, kind)
 
     base = data["base_model"]
     if "pretrain" in cfg.train:

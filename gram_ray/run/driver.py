@@ -69,6 +69,14 @@ class Driver:
         """An inference stage: ``run_stage`` returns a stage summary, which must be complete."""
         return self.stage(name, settings, upstream, lambda: inference_outputs(run_stage()), leaf=leaf)
 
+    def evaluate(self, name: str, model_stage: str, heldout: str, judge: Any, kind: str = "reasoning") -> float:
+        """Held-out accuracy of a stage's model, as leaf stage ``name`` writing under ``eval/<name>``."""
+        from gram_ray.eval.heldout import evaluate_heldout
+
+        result = self.stage(name, {"judge": judge, "kind": kind}, [model_stage, "data"], lambda: evaluate_heldout(
+            heldout, self.run.path("eval", name), self.engine(model_stage), judge, kind), leaf=True)
+        return result.info["accuracy"]
+
     def engine(self, model_stage: str) -> Any:
         """The pipeline's engine settings pointed at a stage's model."""
         return self.cfg.engine.model_copy(update={"model": self.path(model_stage, "model")})
