@@ -367,6 +367,10 @@ class PipelineConfig(Section):
 class SelfTrainConfig(PipelineConfig):
     """The GRAM-R2 self-training recipe (``pipelines/selftrain.py``).
 
+    The reward model trains on synthesized rationales only (the prover's, for the labeled set and then
+    each round's pseudo-labels), as in the paper; the human-rationale seed set trains the prover and, when
+    a ``final`` phase is given, the last fine-tune.
+
     Training phases: ``pretrain`` (optional: the tiny base model's worked-solution pre-training),
     ``prover``, ``rm`` (initial reward model), ``rm_round`` (retraining in each round; also the
     control's), ``label_only`` (optional baseline: a GRAM stage-2 judge on the same labels), ``final``
@@ -379,7 +383,11 @@ class SelfTrainConfig(PipelineConfig):
     data: SelfTrainData | None = None
     rounds: int = Field(3, ge=0)
     retrain_from: Literal["previous", "base"] = Field(
-        "previous", description="each round's RM starts from the previous RM or from the base model"
+        "previous", description="each round's RM starts from the previous RM or afresh (from rm_start)"
+    )
+    rm_start: Literal["base", "prover"] = Field(
+        "base", description="the initial RM starts from the base model (the papers) or from the trained prover, "
+        "which already writes rationales in the RM's format (what a tiny model needs)"
     )
     control: bool = Field(True, description="also retrain without unlabeled data, as a baseline")
     judge: JudgeConfig = Field(default_factory=JudgeConfig)

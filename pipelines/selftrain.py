@@ -4,8 +4,8 @@
     ray job submit --working-dir . -- python pipelines/selftrain.py --config pipelines/configs/paper-8b.yaml
 
 Recipe: train the prover on the rationale seed set -> the prover writes rationales for the rationale-free
-labeled set -> train the initial RM -> for each round over a fresh unlabeled source: the RM labels, the
-prover proves those labels, denoising drops what the filters reject, the RM is retrained on all
+labeled set -> train the initial RM on them -> for each round over a fresh unlabeled source: the RM labels,
+the prover proves those labels, denoising drops what the filters reject, the RM is retrained on all
 synthesized data so far, and is evaluated on the held-out set. Optionally a control (the same retraining
 without unlabeled data), a label-only GRAM judge on the same labels, and a final fine-tune on the seed set.
 
@@ -75,8 +75,10 @@ def selftrain(d: Driver) -> None:
             d.path(f"prove_{tag}", "rationales"), run.path(tag, "denoise"), cfg.filters))
         return d.path(f"denoise_{tag}", "kept")
 
-    synthesized = [seed, prove("r00", data["labeled"], "data", 0)]
-    d.train("rm_r00", "rm", base, list(synthesized), ["data", "denoise_r00"])
+    # the RM learns from synthesized rationales only (the paper); the seed set's turn is the final fine-tune
+    synthesized = [prove("r00", data["labeled"], "data", 0)]
+    rm_start = "prover" if cfg.rm_start == "prover" else base
+    d.train("rm_r00", "rm", rm_start, list(synthesized), ["data", "denoise_r00"])
 
     pool = ThreadPoolExecutor(max_workers=2)
     concurrent = cfg.run.concurrent_stages and _room_for_an_evaluation_aside(cfg.engine)
@@ -102,7 +104,7 @@ def selftrain(d: Driver) -> None:
             d.infer(f"label_{tag}", cfg.judge, [judge_stage, "data"], lambda: label_pairs(
                 data["unlabeled"][r - 1], run.path(tag, "label"), d.engine(judge_stage), cfg.judge, round=r))  # noqa: B023
             synthesized.append(prove(tag, d.path(f"label_{tag}", "labelled"), f"label_{tag}", r))
-            d.train(f"rm_{tag}", "rm_round", previous if cfg.retrain_from == "previous" else base,
+            d.train(f"rm_{tag}", "rm_round", previous if cfg.retrain_from == "previous" else rm_start,
                     list(synthesized), [f"denoise_{tag}", previous])
             previous = f"rm_{tag}"
             accuracy[previous] = aside(evaluate, f"eval_{tag}", previous)
@@ -122,7 +124,7 @@ def selftrain(d: Driver) -> None:
             # The rounds' retraining without unlabeled data, in one launch: every round's steps on from the
             # initial RM, or (retrain_from: base) one round's from the base, which is what each round repeats.
             chained = cfg.retrain_from == "previous"
-            d.train("control", "rm_round", "rm_r00" if chained else base, synthesized[:2],
+            d.train("control", "rm_round", "rm_r00" if chained else rm_start, synthesized[:1],
                     ["rm_r00", "denoise_r00"], length=cfg.rounds if chained else 1)
             baselines["control_heldout_accuracy"] = aside(evaluate, "eval_control", "control")
         for entry in rounds:

@@ -92,22 +92,31 @@ def worked_solution(a: int, b: int) -> str:
     return f"{a % 10}+{b % 10}={ones}, carry {carry}. {tens_line} sum {a + b}."
 
 
-def checked_answer(a: int, b: int, answer: int) -> dict[str, str]:
-    """A pre-training row that checks one stated answer against the worked solution: copying a number
-    from the prompt and comparing it, skills an LLM brings from pre-training and a tiny model from scratch
-    lacks (the prover misquoted a response in most proofs it wrote without them). No preference: one
-    answer, no second one to prefer it to."""
-    verdict = "yes" if answer == a + b else "no"
-    return {"prompt": f"{question(a, b)}\nResponse: {answer}",
-            "completion": f"{worked_solution(a, b)} {answer} vs {a + b} {verdict}."}
+def checked_response(a: int, b: int, response_a: str, response_b: str, side: str) -> dict[str, str]:
+    """A pre-training row that checks one named response of two against the worked solution: finding a
+    number in the prompt, copying it and comparing it, skills an LLM brings from pre-training and a tiny
+    model from scratch lacks (judges and provers trained without them quoted the wrong number in most of
+    their rationales). No preference: one response is checked, none is preferred to the other."""
+    answer = response_a if side == "A" else response_b
+    verdict = "yes" if answer == str(a + b) else "no"
+    return {"prompt": f"{question(a, b)}\nResponse A: {response_a}\nResponse B: {response_b}\nCheck response {side}.",
+            "completion": f"{worked_solution(a, b)} {side}: {answer} vs {a + b} {verdict}."}
 
 
 def pretrain_record(a: int, b: int, rng: random.Random) -> dict[str, str]:
-    """Half worked solutions, half checked answers (right or a plausible slip, evenly)."""
-    if rng.random() < 0.5:
+    """Half worked solutions of the bare question, a quarter worked solutions of the question as a judge
+    sees it (two responses after it: the sum must come out right in that context too), a quarter one
+    response of two checked; the right answer on either side, the wrong one a plausible slip."""
+    wrong = rng.choice(sorted(wrong_answers(a, b)))
+    right_first = rng.random() < 0.5
+    response_a, response_b = (str(a + b), str(wrong)) if right_first else (str(wrong), str(a + b))
+    kind = rng.random()
+    if kind < 0.5:
         return {"prompt": question(a, b), "completion": worked_solution(a, b)}
-    answer = a + b if rng.random() < 0.5 else rng.choice(sorted(wrong_answers(a, b)))
-    return checked_answer(a, b, answer)
+    if kind < 0.75:
+        return {"prompt": judge_prompt("compact", question(a, b), response_a, response_b),
+                "completion": worked_solution(a, b)}
+    return checked_response(a, b, response_a, response_b, rng.choice(LABELS))
 
 
 def digit_verify(a: int, b: int, response_a: str, response_b: str) -> str:
@@ -132,6 +141,7 @@ def wrong_answers(a: int, b: int) -> dict[int, str]:
 
 
 _SUM = re.compile(r"\bsum (\d+)\.")
+_STEPS = re.compile(r"(\d)\+(\d)=(\d+), carry (\d)\. (\d)\+(\d)(?:\+(\d))?=(\d+)\. sum (\d+)\.")
 _VERDICT = re.compile(r"(?<![A-Za-z])([AB]): (.+?) vs (\d+) (yes|no)\b")
 
 
@@ -139,9 +149,12 @@ def verify_rationale(pair_row: Mapping, rationale: str, label: str) -> str | Non
     """None when a digit-verify rationale supports ``label``, else a short reason.
 
     "Supports" means: one written sum; each response quoted as it is in the pair and compared with that
-    sum; each yes/no verdict true of its comparison; and the one "yes" on the label's side. Whether the
-    written sum is the true sum is deliberately not checked: this is the filter a self-training loop
-    can apply without ground truth (``support_check: arith_verify``).
+    sum; each yes/no verdict true of its comparison; the one "yes" on the label's side; and the sum
+    proved: worked steps whose arithmetic is true (ones, carry, tens) and give that sum. The steps are
+    not checked against the question's operands, so a proof can still be wrong about the question; but a
+    sum copied from the labelled response, with steps that do not add up to it, is no proof (the demo's
+    prover wrote such "proofs" for a quarter of the wrong pseudo-labels it was given). This is the filter a
+    self-training loop can apply without ground truth (``support_check: arith_verify``).
     """
     if label not in LABELS:
         raise ValueError(f"label must be one of {LABELS}, got {label!r}")
@@ -174,6 +187,21 @@ def verify_rationale(pair_row: Mapping, rationale: str, label: str) -> str | Non
         if len(supported) == 2:
             return "both responses match the written sum"
         return f"rationale supports {other_label(label)}, label is {label}"
+    return _unproved_sum(rationale, written)
+
+
+def _unproved_sum(rationale: str, written: str) -> str | None:
+    """Why the worked steps do not prove the written sum, or None when they do."""
+    steps = _STEPS.search(rationale)
+    if steps is None:
+        return "no worked steps before the sum"
+    a1, b1, ones, carry, a10, b10, carried, tens, total = steps.groups()
+    if int(a1) + int(b1) != int(ones) or int(carry) != int(ones) // 10:
+        return f"false step: {a1}+{b1}={ones}, carry {carry}"
+    if int(carry) != int(carried or 0) or int(a10) + int(b10) + int(carry) != int(tens):
+        return f"false step: {steps.group(0).split('. ')[1]}"
+    if total != written or int(total) != int(tens) * 10 + int(ones) % 10:
+        return f"the steps give {int(tens) * 10 + int(ones) % 10}, not the written sum {written}"
     return None
 
 
@@ -279,6 +307,7 @@ def corpus() -> Iterator[str]:
             label = problem.correct_side
             yield question(a, b)
             yield worked_solution(a, b)
+            yield checked_response(a, b, response_a, response_b, label)["prompt"]
             yield judge_prompt("compact", question(a, b), response_a, response_b)
             yield prover_prompt("compact", question(a, b), response_a, response_b, label)
             yield proof_to_target(digit_verify(a, b, response_a, response_b), label)

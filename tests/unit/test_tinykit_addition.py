@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from gram_ray.data.schemas import PAIR_SCHEMA, RATIONALE_SCHEMA, pair_id
-from gram_ray.prompts import proof_to_target
+from gram_ray.prompts import judge_prompt, proof_to_target
 from gram_ray.tinykit.addition import (
     OPERANDS,
     SMALL_SIZES,
@@ -74,9 +74,26 @@ def test_rationale_inside_a_generated_target_is_read():
 
 
 def test_a_consistent_wrong_sum_still_supports_its_label():
-    # The filter checks support, not truth: a judge that wrote sum 84 and chose B is self-consistent.
-    rationale = "7+8=14, carry 1. 3+4+1=8. sum 84. A: 85 vs 84 no. B: 84 vs 84 yes."
+    # The filter checks the proof, not the answer key: steps that add up (on a misread 7) give sum 84.
+    rationale = "7+7=14, carry 1. 3+4+1=8. sum 84. A: 85 vs 84 no. B: 84 vs 84 yes."
     assert verify_rationale(PAIR, rationale, "B") is None
+
+
+@pytest.mark.parametrize(
+    ("rationale", "reason"),
+    [  # a wrong label "proved" by writing the labelled response as the sum: the steps give it away
+        ("7+8=15, carry 1. 3+4+1=8. sum 84. A: 85 vs 84 no. B: 84 vs 84 yes.", "the steps give 85, not"),
+        ("7+8=14, carry 1. 3+4+1=8. sum 84. A: 85 vs 84 no. B: 84 vs 84 yes.", "false step: 7+8=14"),
+        ("7+8=15, carry 0. 3+4=7. sum 75. A: 85 vs 75 no. B: 75 vs 75 yes.", "false step: 7+8=15, carry 0"),
+        ("7+8=15, carry 1. 3+4=7. sum 75. A: 85 vs 75 no. B: 75 vs 75 yes.", "false step: 3+4=7"),
+        ("7+8=15, carry 1. 3+4+1=9. sum 95. A: 85 vs 95 no. B: 95 vs 95 yes.", "false step: 3+4+1=9"),
+        ("sum 84. A: 85 vs 84 no. B: 84 vs 84 yes.", "no worked steps"),
+    ],
+)
+def test_a_sum_the_steps_do_not_give_is_not_proved(rationale, reason):
+    pair = {**PAIR, "response_b": rationale.split("B: ")[1].split(" ")[0]}
+    got = verify_rationale(pair, rationale, "B")
+    assert got is not None and reason in got, got
 
 
 @pytest.mark.parametrize(
@@ -151,7 +168,7 @@ def test_schemas_match(full_files):
 
 
 def operands(row) -> tuple[int, int]:
-    a, b = map(int, re.match(r"What is (\d+)\+(\d+)\?", row["prompt"]).groups())
+    a, b = map(int, re.search(r"What is (\d+)\+(\d+)\?", row["prompt"]).groups())
     return a, b
 
 
@@ -193,21 +210,30 @@ def test_seed_rationales_are_correct_human_proofs(full_task):
         assert (row["producer"], row["round"], row["score"]) == ("human", 0, None)
 
 
-def test_pretrain_rows_are_worked_solutions_or_checked_answers_without_preferences(full_task):
+def test_pretrain_rows_are_worked_solutions_or_checked_responses_without_preferences(full_task):
     kinds = Counter()
+    check = re.compile(r"What is \d+\+\d+\?\nResponse A: (\d+)\nResponse B: (\d+)\nCheck response ([AB])\.")
     for row in full_task["pretrain"][:2000]:
         a, b = operands(row)
         if row["prompt"] == question(a, b):
             kinds["worked"] += 1
             assert row["completion"] == worked_solution(a, b)
-        else:
-            answer = int(re.fullmatch(r"What is \d+\+\d+\?\nResponse: (\d+)", row["prompt"]).group(1))
-            kinds["right" if answer == a + b else "wrong"] += 1
-            assert answer == a + b or answer in wrong_answers(a, b)
-            verdict = "yes" if answer == a + b else "no"
-            assert row["completion"] == f"{worked_solution(a, b)} {answer} vs {a + b} {verdict}."
-            assert "Response A" not in row["prompt"] and "Response B" not in row["prompt"]
-    assert all(kinds[k] > 300 for k in ("worked", "right", "wrong")), kinds
+            continue
+        responses = re.search(r"Response A: (\d+)\nResponse B: (\d+)", row["prompt"]).groups()
+        assert sorted(int(r) == a + b for r in responses) == [False, True]  # one right, one plausible slip
+        assert all(int(r) == a + b or int(r) in wrong_answers(a, b) for r in responses)
+        if row["prompt"] == judge_prompt("compact", question(a, b), *responses):
+            kinds["in_context"] += 1
+            assert row["completion"] == worked_solution(a, b)  # the sum only: no verdict, no preference
+            continue
+        response_a, response_b, side = check.fullmatch(row["prompt"]).groups()
+        answer = response_a if side == "A" else response_b
+        kinds[f"check_{side}_{'right' if answer == str(a + b) else 'wrong'}"] += 1
+        verdict = "yes" if answer == str(a + b) else "no"
+        assert row["completion"] == f"{worked_solution(a, b)} {side}: {answer} vs {a + b} {verdict}."
+        assert "better" not in row["prompt"].lower() + row["completion"].lower()
+    assert kinds["worked"] > 800 and kinds["in_context"] > 350, kinds
+    assert all(kinds[f"check_{s}_{v}"] > 60 for s in "AB" for v in ("right", "wrong")), kinds
     assert len({r["prompt"] for r in full_task["pretrain"]}) > 1000
 
 
