@@ -153,7 +153,7 @@ def verify_rationale(pair_row: Mapping, rationale: str, label: str) -> str | Non
     proved: worked steps whose arithmetic is true (ones, carry, tens) and give that sum. The steps are
     not checked against the question's operands, so a proof can still be wrong about the question; but a
     sum copied from the labelled response, with steps that do not add up to it, is no proof (the demo's
-    prover wrote such "proofs" for a quarter of the wrong pseudo-labels it was given). This is the filter a
+    prover wrote such "proofs" for a third of the wrong pseudo-labels it was given). This is the filter a
     self-training loop can apply without ground truth (``support_check: arith_verify``).
     """
     if label not in LABELS:
