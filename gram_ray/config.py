@@ -367,9 +367,9 @@ class PipelineConfig(Section):
 class SelfTrainConfig(PipelineConfig):
     """The GRAM-R2 self-training recipe (``pipelines/selftrain.py``).
 
-    The reward model trains on synthesized rationales only (the prover's, for the labeled set and then
-    each round's pseudo-labels), as in the paper; the human-rationale seed set trains the prover and, when
-    a ``final`` phase is given, the last fine-tune.
+    The reward model trains on synthesized rationales (the prover's, for the labeled set and then each
+    round's pseudo-labels), as in the paper; the human-rationale seed set trains the prover and, when a
+    ``final`` phase is given, the last fine-tune (and the RM too with ``rm_with_seed``).
 
     Training phases: ``pretrain`` (optional: the tiny base model's worked-solution pre-training),
     ``prover``, ``rm`` (initial reward model), ``rm_round`` (retraining in each round; also the
@@ -388,6 +388,10 @@ class SelfTrainConfig(PipelineConfig):
     rm_start: Literal["base", "prover"] = Field(
         "base", description="the initial RM starts from the base model (the papers) or from the trained prover, "
         "which already writes rationales in the RM's format (what a tiny model needs)"
+    )
+    rm_with_seed: bool = Field(
+        False, description="also train the RM (and the control) on the human-rationale seed set; the paper does "
+        "not, but a labeled set that yields too few kept proofs needs it"
     )
     control: bool = Field(True, description="also retrain without unlabeled data, as a baseline")
     judge: JudgeConfig = Field(default_factory=JudgeConfig)

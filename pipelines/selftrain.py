@@ -75,10 +75,12 @@ def selftrain(d: Driver) -> None:
             d.path(f"prove_{tag}", "rationales"), run.path(tag, "denoise"), cfg.filters))
         return d.path(f"denoise_{tag}", "kept")
 
-    # the RM learns from synthesized rationales only (the paper); the seed set's turn is the final fine-tune
-    synthesized = [prove("r00", data["labeled"], "data", 0)]
+    # the RM learns from synthesized rationales (the paper); the seed set's turn is the final fine-tune
+    synthesized = [seed] if cfg.rm_with_seed else []
+    synthesized.append(prove("r00", data["labeled"], "data", 0))
+    initial = list(synthesized)
     rm_start = "prover" if cfg.rm_start == "prover" else base
-    d.train("rm_r00", "rm", rm_start, list(synthesized), ["data", "denoise_r00"])
+    d.train("rm_r00", "rm", rm_start, initial, ["data", "denoise_r00"])
 
     pool = ThreadPoolExecutor(max_workers=2)
     concurrent = cfg.run.concurrent_stages and _room_for_an_evaluation_aside(cfg.engine)
@@ -124,7 +126,7 @@ def selftrain(d: Driver) -> None:
             # The rounds' retraining without unlabeled data, in one launch: every round's steps on from the
             # initial RM, or (retrain_from: base) one round's from the base, which is what each round repeats.
             chained = cfg.retrain_from == "previous"
-            d.train("control", "rm_round", "rm_r00" if chained else rm_start, synthesized[:1],
+            d.train("control", "rm_round", "rm_r00" if chained else rm_start, initial,
                     ["rm_r00", "denoise_r00"], length=cfg.rounds if chained else 1)
             baselines["control_heldout_accuracy"] = aside(evaluate, "eval_control", "control")
         for entry in rounds:
