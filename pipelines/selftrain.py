@@ -75,7 +75,7 @@ def selftrain(d: Driver) -> None:
             d.path(f"prove_{tag}", "rationales"), run.path(tag, "denoise"), cfg.filters))
         return d.path(f"denoise_{tag}", "kept")
 
-    # the RM learns from synthesized rationales (the paper); the seed set's turn is the final fine-tune
+    # the RM learns from synthesized rationales (the paper); the seed set joins them only with rm_with_seed
     synthesized = [seed] if cfg.rm_with_seed else []
     synthesized.append(prove("r00", data["labeled"], "data", 0))
     initial = list(synthesized)
@@ -124,7 +124,7 @@ def selftrain(d: Driver) -> None:
             baselines["label_only_heldout_accuracy"] = aside(evaluate, "eval_label_only", "label_only", judge, "label")
         if cfg.control and cfg.rounds:
             # The rounds' retraining without unlabeled data, in one launch: every round's steps on from the
-            # initial RM, or (retrain_from: base) one round's from the base, which is what each round repeats.
+            # initial RM, or (retrain_from: base) one round's from rm_start, which is what each round repeats.
             chained = cfg.retrain_from == "previous"
             d.train("control", "rm_round", "rm_r00" if chained else rm_start, initial,
                     ["rm_r00", "denoise_r00"], length=cfg.rounds if chained else 1)
