@@ -76,9 +76,8 @@ def selftrain(d: Driver) -> None:
         return d.path(f"denoise_{tag}", "kept")
 
     # the RM learns from synthesized rationales (the paper); the seed set joins them only with rm_with_seed
-    synthesized = [seed] if cfg.rm_with_seed else []
-    synthesized.append(prove("r00", data["labeled"], "data", 0))
-    initial = list(synthesized)
+    initial = ([seed] if cfg.rm_with_seed else []) + [prove("r00", data["labeled"], "data", 0)]
+    synthesized = list(initial)  # grows by each round's kept proofs
     rm_start = "prover" if cfg.rm_start == "prover" else base
     d.train("rm_r00", "rm", rm_start, initial, ["data", "denoise_r00"])
 
