@@ -9,13 +9,19 @@ import yaml
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 
 
-def test_cluster_launcher_yaml_matches_rays_schema():
+def _launcher_yaml(name: str) -> dict:
+    """The file, once it has passed Ray's own cluster-config schema."""
     jsonschema = pytest.importorskip("jsonschema")
     import ray.autoscaler
 
     schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
-    cfg = yaml.safe_load((CLUSTER / "aws-gpu.yaml").read_text())
+    cfg = yaml.safe_load((CLUSTER / name).read_text())
     jsonschema.validate(cfg, schema)
+    return cfg
+
+
+def test_cluster_launcher_yaml_matches_rays_schema():
+    cfg = _launcher_yaml("aws-gpu.yaml")
     types = cfg["available_node_types"]
     assert cfg["head_node_type"] in types
     gpu_types = [t for t in types if t != cfg["head_node_type"]]
@@ -37,3 +43,11 @@ def test_kuberay_rayjob_is_well_formed():
         assert 0 <= group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
         (container,) = group["template"]["spec"]["containers"]
         assert int(container["resources"]["limits"]["nvidia.com/gpu"]) >= 1
+
+
+def test_local_fake_autoscaling_yaml_scales_from_the_head_alone():
+    cfg = _launcher_yaml("local-fake-autoscaling.yaml")
+    types = cfg["available_node_types"]
+    assert cfg["provider"]["type"] == "fake_multinode"
+    workers = [t for t in types if t != cfg["head_node_type"]]
+    assert workers and all(types[t]["min_workers"] == 0 < types[t]["max_workers"] for t in workers)
