@@ -20,12 +20,17 @@ def _launcher_yaml(name: str) -> dict:
     return cfg
 
 
-def test_cluster_launcher_yaml_matches_rays_schema():
-    cfg = _launcher_yaml("aws-gpu.yaml")
+def _check_workers_scale_from_zero(cfg: dict) -> None:
+    """Every worker node type starts at zero nodes and may have some; the head is one of the types."""
     types = cfg["available_node_types"]
     assert cfg["head_node_type"] in types
-    gpu_types = [t for t in types if t != cfg["head_node_type"]]
-    assert gpu_types and all(types[t]["min_workers"] == 0 < types[t]["max_workers"] for t in gpu_types)
+    workers = [t for t in types if t != cfg["head_node_type"]]
+    assert workers and all(types[t]["min_workers"] == 0 < types[t]["max_workers"] for t in workers)
+
+
+def test_cluster_launcher_yaml_matches_rays_schema():
+    cfg = _launcher_yaml("aws-gpu.yaml")
+    _check_workers_scale_from_zero(cfg)
     assert cfg["docker"]["image"].startswith("rayproject/ray:") and cfg["docker"]["image"].endswith("-gpu")
     assert any("gram-ray" in cmd and "[gpu]" in cmd for cmd in cfg["setup_commands"])
 
@@ -47,7 +52,5 @@ def test_kuberay_rayjob_is_well_formed():
 
 def test_local_fake_autoscaling_yaml_scales_from_the_head_alone():
     cfg = _launcher_yaml("local-fake-autoscaling.yaml")
-    types = cfg["available_node_types"]
     assert cfg["provider"]["type"] == "fake_multinode"
-    workers = [t for t in types if t != cfg["head_node_type"]]
-    assert workers and all(types[t]["min_workers"] == 0 < types[t]["max_workers"] for t in workers)
+    _check_workers_scale_from_zero(cfg)
