@@ -6,7 +6,8 @@ padding waste of length-grouped batches against batches in data order.
     .venv/bin/python bench/train.py --steps 40 --layers 6
 
 Both paths tokenize with the same encoder, batch with the same length grouping, compute the same loss
-(``gram_ray.train.step``) and run 2 threads (our path: 1 worker with 2 CPUs, ZeRO-2, fp32). Throughput
+(``gram_ray.train.step``) and run ``--threads`` threads (default 2; our path: 1 worker with that many CPUs,
+ZeRO-2, fp32). Throughput
 is non-pad tokens per second of each optimizer step after ``--warmup`` (start-up is not counted); the
 figure compared is the median step, because the machine is shared and a neighbour's burst can slow any
 stretch of steps. The plain loop runs before and after our run and its steps are pooled. To show where
@@ -27,8 +28,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-THREADS = 2
 
 
 def write_mixed_lengths(path: Path, rows: int, seed: int) -> None:
@@ -71,7 +70,7 @@ def plain_loop(cfg, examples: list, pad_id: int, steps: int, warmup: int) -> lis
     from gram_ray.train.objectives import make_objective
     from gram_ray.train.step import build_optimizer, build_scheduler, train_step
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(cfg.cpus_per_worker)
     torch.manual_seed(cfg.seed)
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32)
     optimizer = build_optimizer(model, cfg.learning_rate, cfg.weight_decay)
@@ -103,7 +102,7 @@ def plain_loop_in_ray_train(cfg, examples: list, pad_id: int, steps: int, warmup
         out.write_text(json.dumps(plain_loop(cfg, examples, pad_id, steps, warmup)))
 
     TorchTrainer(loop, torch_config=TorchConfig(backend="gloo"),
-                 scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": THREADS}),
+                 scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": cfg.cpus_per_worker}),
                  run_config=RunConfig(name="plain", storage_path=str(out.with_name("plain_ray_train")))).fit()
     return json.loads(out.read_text())
 
@@ -127,6 +126,9 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--micro-batch", type=int, default=8)
     parser.add_argument("--grad-accum", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads of the plain loop = CPUs of our one worker; 1 leaves a core of this "
+                             "2-core box to Ray's own processes")
     args = parser.parse_args()
 
     import ray
@@ -143,7 +145,7 @@ def main() -> None:
         write_mixed_lengths(root / "data.parquet", rows, seed=0)
         cfg = TrainConfig(objective="sft", role="plain", template="compact", model=str(model),
                           data=[str(root / "data.parquet")], output_dir=str(root / "out"), num_workers=1,
-                          cpus_per_worker=THREADS, zero_stage=2, learning_rate=1e-3, warmup_ratio=0.0,
+                          cpus_per_worker=args.threads, zero_stage=2, learning_rate=1e-3, warmup_ratio=0.0,
                           max_steps=args.steps, micro_batch_size=args.micro_batch, grad_accum=args.grad_accum,
                           max_length=512, checkpoint_every=10**6, length_group_window=64)
         examples, pad_id = encoded_examples(cfg)
@@ -155,14 +157,14 @@ def main() -> None:
         print(f"padding waste, micro-batch {args.micro_batch}: length-grouped {grouped:.1%}, data order {in_order:.1%}")
 
         plain = plain_loop(cfg, examples, pad_id, args.steps, args.warmup)
-        print(f"plain transformers loop (1 process, {THREADS} threads): {_summary(plain)}")
-        ray.init(num_cpus=THREADS, include_dashboard=False, log_to_driver=False)
+        print(f"plain transformers loop (1 process, {args.threads} threads): {_summary(plain)}")
+        ray.init(num_cpus=args.threads, include_dashboard=False, log_to_driver=False)
         ours_steps, ours_waste = ours(cfg, args.warmup)
-        print(f"ray train + deepspeed (1 worker x {THREADS} CPUs, ZeRO-2): {_summary(ours_steps)}; "
+        print(f"ray train + deepspeed (1 worker x {args.threads} CPUs, ZeRO-2): {_summary(ours_steps)}; "
               f"measured padding waste {ours_waste:.1%}")
         in_worker = plain_loop_in_ray_train(cfg, examples, pad_id, args.steps, args.warmup)
         ray.shutdown()
-        print(f"plain loop inside a Ray Train worker (1 x {THREADS} CPUs, no DeepSpeed): {_summary(in_worker)}")
+        print(f"plain loop inside a Ray Train worker (1 x {args.threads} CPUs, no DeepSpeed): {_summary(in_worker)}")
         again = plain_loop(cfg, examples, pad_id, args.steps, args.warmup)
         print(f"plain transformers loop again: {_summary(again)}")
         plain += again
