@@ -7,11 +7,10 @@ padding waste of length-grouped batches against batches in data order.
 
 Both paths tokenize with the same encoder, batch with the same length grouping, compute the same loss
 (``gram_ray.train.step``) and run ``--threads`` threads (default 2; our path: 1 worker with that many CPUs,
-ZeRO-2, fp32). Throughput
-is non-pad tokens per second of each optimizer step after ``--warmup`` (start-up is not counted); the
-figure compared is the median step, because the machine is shared and a neighbour's burst can slow any
-stretch of steps. The plain loop runs before and after our run and its steps are pooled. To show where
-a gap comes from, the same plain loop also runs inside a Ray Train worker (1 worker x 2 CPUs, no DeepSpeed):
+ZeRO-2, fp32). Throughput is non-pad tokens per second of each optimizer step after ``--warmup`` (start-up
+is not counted); the figure compared is the median step, because the machine is shared and a neighbour's
+burst can slow any stretch of steps. The plain loop runs before and after our run and its steps are pooled.
+To show where a gap comes from, the same plain loop also runs inside a Ray Train worker (1 worker, no DeepSpeed):
 that isolates what the Ray Train worker's surroundings cost from what DeepSpeed, data loading (Ray Data
 shard, collation inside the timed step) and our step loop cost.
 The last line is ``ratio_vs_plain=<ours/plain tokens per s> padding_waste=<pad share with grouping>``.
