@@ -70,6 +70,6 @@ def build_kit(
 
 def build_bench_model(out_dir: str | Path, shape: LlamaShape, seed: int = 0) -> Path:
     """A random-weight Llama of any ``shape`` with the kit's tokenizer, for throughput benchmarks
-    (e.g. ``LlamaShape(layers=8, hidden=512, heads=8, intermediate=2048, max_positions=4096)``: 33.7M
-    params with the byte-level vocab)."""
+    (e.g. ``LlamaShape(layers=8, hidden=512, heads=8, intermediate=2048, max_positions=4096)``: 33.8M
+    params with the kit vocab)."""
     return build_llama(out_dir, train_tokenizer(corpus()), shape, seed)

@@ -1,6 +1,6 @@
 """Random-weight Llama checkpoints in the Hugging Face layout, loadable by transformers and vLLM (CPU).
 
-The tiny default (0.57M params) is the demo's judge; ``build_llama`` with more layers and a wider
+The tiny default (0.59M params) is the demo's judge; ``build_llama`` with more layers and a wider
 hidden size gives the tens-of-millions-parameter models that throughput benchmarks need, since at the
 tiny size every measurement is overhead.
 """

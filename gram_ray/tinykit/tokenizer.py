@@ -1,8 +1,13 @@
 """A byte-level BPE tokenizer trained here, on the task's own text, so tiny models need no download.
 
-Digits are split before BPE runs, so no merge can ever join two digits: arithmetic stays digit by
-digit, which is what lets a 0.5M-parameter model learn to add. The reasoning tags are added tokens
-(kept whole, but not special) so they survive ``skip_special_tokens`` decoding of generated text.
+A judge checks a response by quoting it from the prompt, and a 2-layer model copies a token by finding
+the token before it (an induction head). So the pre-tokenizer keeps every number whole, with the space
+before it, and a side name whole with its colon ("Response B: 72" -> "Response", " B:", " 72"): quoting B
+is then one token copied after " B:". With digits split and ": " apart, the quote's first digit followed
+" " after ":" after " A" or " B", which the demo's provers and judges mixed up in most of their rationales
+(measured: 82 of 200 proofs passed denoising, 196 with whole numbers). The worked solution still adds
+digit by digit, as written text. The reasoning tags are added tokens (kept whole, but not special) so they
+survive ``skip_special_tokens`` decoding of generated text.
 """
 
 from __future__ import annotations
@@ -33,13 +38,17 @@ CHAT_TEMPLATE = (
 )
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 384) -> PreTrainedTokenizerFast:
+# GPT-2's pre-tokenizer split (without its contractions), except that a word keeps the colon after it.
+PIECES = r" ?[A-Za-z]+:?| ?\d+| ?[^\sA-Za-z\d]+|\s+(?!\S)|\s+"
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 640) -> PreTrainedTokenizerFast:
     """Train on ``texts`` and wrap for transformers/vLLM (chat template, bos/eos/pad set)."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(r"\d"), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+            pre_tokenizers.Split(Regex(PIECES), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
     tok.decoder = decoders.ByteLevel()

@@ -1,10 +1,10 @@
-"""The kit tokenizer: digits never merged, reasoning tags whole, a chat template trainers can split."""
+"""The kit tokenizer: numbers and side names whole, reasoning tags whole, a chat template trainers can split."""
 
 from __future__ import annotations
 
 import pytest
 
-from gram_ray.tinykit.addition import DECISION_WORDS, corpus
+from gram_ray.tinykit.addition import DECISION_WORDS, OPERANDS, corpus
 from gram_ray.tinykit.tokenizer import TAG_TOKENS, train_tokenizer
 
 
@@ -21,15 +21,20 @@ def test_vocab_is_a_few_hundred_tokens(tok):
     assert 256 < len(tok) <= 512
 
 
-def test_no_token_holds_more_than_one_digit(tok):
-    multi = [t for t in (tok.decode([i]) for i in range(len(tok))) if sum(c.isdigit() for c in t) > 1]
-    assert multi == []
+def test_every_number_the_task_writes_is_one_token(tok):
+    # after a space: first operands, responses, sums; after "+": second operands
+    numbers = [f" {n}" for n in range(min(OPERANDS), 2 * max(OPERANDS) + 1)] + [str(n) for n in OPERANDS]
+    assert [text for text in numbers if pieces(tok, text) != [text]] == []
 
 
-@pytest.mark.parametrize("text", ["85", "What is 37+48?", "sum 100. A: 99 vs 100 no.", "1234567890"])
-def test_every_digit_is_its_own_token(tok, text):
-    digit_pieces = [p for p in pieces(tok, text) if any(c.isdigit() for c in p)]
-    assert digit_pieces == [c for c in text if c.isdigit()]
+def test_a_quote_is_one_token_after_its_side_name(tok):
+    assert pieces(tok, "Response B: 72\nx. B: 72 vs 72 yes.") == [
+        "Response", " B:", " 72", "\n", "x", ".", " B:", " 72", " vs", " 72", " yes", "."]
+
+
+def test_worked_steps_stay_digit_by_digit(tok):
+    assert pieces(tok, "7+5=12, carry 1. 3+3+1=7.") == [
+        "7", "+", "5", "=", "12", ",", " carry", " 1", ".", " 3", "+", "3", "+", "1", "=", "7", "."]
 
 
 def test_tags_are_whole_and_survive_skip_special_tokens(tok):
