@@ -267,17 +267,22 @@ def draw_problems(operands: list[tuple[int, int]], counts: list[int], rng: rando
 
 
 def write_task(out_dir: str | Path, seed: int = 0, sizes: TaskSizes = TaskSizes()) -> TaskFiles:
-    """Write every split's Parquet file under ``out_dir``; deterministic for a given seed and sizes."""
+    """Write every split's Parquet file under ``out_dir``; deterministic for a given seed and sizes.
+
+    The held-out set, the pre-training rows and the training splits draw from streams of their own, and
+    the training splits in the order seed, labeled, rounds: a different round size leaves the held-out set,
+    the pre-training data, the seed set and the labeled set as they were, so recipes compare on one draw."""
     out_dir = Path(out_dir)
     (out_dir / "unlabeled").mkdir(parents=True, exist_ok=True)
     for stale in (out_dir / "unlabeled").glob("round_*.parquet"):  # a folder read whole must hold only ours
         stale.unlink()
-    rng = random.Random(seed)
-    train_ops, heldout_ops = split_operands(rng)
+    train_ops, heldout_ops = split_operands(random.Random(seed))
     rounds = [sizes.unlabeled_per_round] * sizes.unlabeled_rounds
-    seed_set, labeled, *unlabeled = draw_problems(train_ops, [sizes.seed, sizes.labeled, *rounds], rng)
-    (heldout,) = draw_problems(heldout_ops, [sizes.heldout], rng)
-    pretrain_ops = [rng.choice(train_ops) for _ in range(sizes.pretrain)]
+    train_rng = random.Random(f"{seed}/train")
+    seed_set, labeled, *unlabeled = draw_problems(train_ops, [sizes.seed, sizes.labeled, *rounds], train_rng)
+    (heldout,) = draw_problems(heldout_ops, [sizes.heldout], random.Random(f"{seed}/heldout"))
+    pretrain_rng = random.Random(f"{seed}/pretrain")
+    pretrain_ops = [pretrain_rng.choice(train_ops) for _ in range(sizes.pretrain)]
 
     files = TaskFiles(
         seed_rationales=out_dir / "seed_rationales.parquet",
@@ -291,7 +296,7 @@ def write_task(out_dir: str | Path, seed: int = 0, sizes: TaskSizes = TaskSizes(
     for path, problems in zip(files.unlabeled, unlabeled, strict=True):
         _write(path, [pair_record(p, labeled=False) for p in problems], PAIR_SCHEMA)
     _write(files.heldout, [pair_record(p) for p in heldout], PAIR_SCHEMA)
-    _write(files.pretrain, [pretrain_record(a, b, rng) for a, b in pretrain_ops], PRETRAIN_SCHEMA)
+    _write(files.pretrain, [pretrain_record(a, b, pretrain_rng) for a, b in pretrain_ops], PRETRAIN_SCHEMA)
     return files
 
 

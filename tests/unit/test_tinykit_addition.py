@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from dataclasses import replace
 
 import pyarrow.parquet as pq
 import pytest
@@ -243,6 +244,15 @@ def test_same_seed_same_files_other_seed_differs(tmp_path):
     other = read_task(write_task(tmp_path / "other", seed=6, sizes=SMALL_SIZES))
     assert one == two
     assert one["labeled"] != other["labeled"]
+
+
+def test_another_round_size_leaves_the_other_splits_as_they_were(tmp_path):
+    one = read_task(write_task(tmp_path / "one", seed=5, sizes=SMALL_SIZES))
+    more = read_task(write_task(tmp_path / "more", seed=5, sizes=replace(SMALL_SIZES, unlabeled_per_round=40)))
+    assert {name: rows for name, rows in one.items() if name != "unlabeled"} == {
+        name: rows for name, rows in more.items() if name != "unlabeled"}
+    assert len(more["unlabeled"]) == 2 * 40
+    assert not {r["id"] for r in more["unlabeled"]} & {r["id"] for r in more["labeled"] + more["seed_rationales"]}
 
 
 def test_impossible_sizes_are_refused(tmp_path):
