@@ -34,7 +34,7 @@ class Driver:
         (a retrained model): later stages must not keep outputs made from the old ones. A ``leaf`` stage
         (nothing uses its outputs: an evaluation, which may run in another thread) is redone with the
         stages before it but never makes later ones redo."""
-        redo = self.redoing or name in self.redo or "all" in self.redo
+        redo = self.redoes(name)
         if not leaf:
             self.redoing = redo
         digest = config_hash({"settings": settings, "upstream": [self.hash(u) for u in upstream]})
@@ -51,7 +51,11 @@ class Driver:
         """Train phase ``phase`` into ``runs/<name>/models/<name>`` from ``start`` (a stage name, whose
         ``model`` output is used, or a model path/id) for ``length`` times the phase's steps (or epochs);
         returns the exported model directory."""
-        from gram_ray.train import train
+        from gram_ray.train import discard_training, train
+
+        # Run again on purpose (a redo, or its recorded files changed), not resumed after a crash: what an
+        # earlier attempt left must not be resumed or returned.
+        from_scratch = self.redoes(name) or self.run.finished(name) is not None
 
         def fn() -> tuple[dict, dict]:
             model = self.path(start, "model") if start in self.results else start
@@ -59,6 +63,8 @@ class Driver:
             if length != 1:
                 cfg = cfg.model_copy(update={"max_steps": cfg.max_steps and cfg.max_steps * length,
                                              "epochs": cfg.epochs * length})
+            if from_scratch:
+                discard_training(cfg)
             return {"model": str(train(cfg))}, {"phase": phase}
 
         settings = {"phase": self.cfg.train[phase], "data": data, "start": start, "length": length}
@@ -80,6 +86,10 @@ class Driver:
     def engine(self, model_stage: str) -> Any:
         """The pipeline's engine settings pointed at a stage's model."""
         return self.cfg.engine.model_copy(update={"model": self.path(model_stage, "model")})
+
+    def redoes(self, name: str) -> bool:
+        """Whether stage ``name`` runs again even if finished: asked for, or after a redone stage."""
+        return self.redoing or name in self.redo or "all" in self.redo
 
     def hash(self, name: str) -> str:
         return self.run.finished(name)["config_hash"]

@@ -7,12 +7,12 @@ computation without Ray, for machines that have only torch and transformers (hen
 
 from __future__ import annotations
 
-__all__ = ["train"]
+__all__ = ["discard_training", "train"]
 
 
 def __getattr__(name: str):
-    if name == "train":
-        from gram_ray.train.loop import train
+    if name in __all__:
+        from gram_ray.train import loop
 
-        return train
+        return getattr(loop, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -97,6 +97,21 @@ def run_location(cfg: TrainConfig) -> tuple[str, str]:
     return storage, cfg.run_name or f"train-{config_hash(cfg)}"
 
 
+def discard_training(cfg: TrainConfig) -> None:
+    """Remove ``cfg``'s export and its Ray Train run, so that ``train(cfg)`` starts from step 0. For a
+    redo: both are keyed by the config, which names the start model and data by path, so a retrain after
+    a redone upstream stage would otherwise resume, or return, what the old inputs made."""
+    import pyarrow.fs
+
+    out = Path(cfg.output_dir).resolve()
+    for path in (out, out.with_name(out.name + ".partial")):
+        shutil.rmtree(path, ignore_errors=True)
+    storage, name = run_location(cfg)
+    fs, folder = pyarrow.fs.FileSystem.from_uri(storage if "://" in storage else str(Path(storage).resolve()))
+    if fs.get_file_info(f"{folder}/{name}").type != pyarrow.fs.FileType.NotFound:
+        fs.delete_dir(f"{folder}/{name}")
+
+
 def registered_checkpoint(run_folder: Path) -> str | None:
     """The folder name of the latest checkpoint Ray Train has registered for the run in ``run_folder``
     (``<storage_path>/<run name>``), the one a relaunch resumes from; None when there is none yet.

@@ -133,3 +133,44 @@ def test_redoing_a_leaf_stage_redoes_no_later_stage(tmp_path):
     calls = []
     run_pipeline({"model"}, calls)
     assert calls == ["model", "eval", "next"]
+
+
+class _TrainPhases:
+    """The part of a pipeline config ``Driver.train`` reads."""
+
+    train = {"rm": {}}  # noqa: RUF012
+
+    def train_config(self, phase: str, model: str, data: list[str], output_dir: str):
+        from gram_ray.config import TrainConfig
+
+        return TrainConfig(model=model, data=data, output_dir=output_dir)
+
+
+@pytest.mark.parametrize(("redo", "from_scratch"), [(set(), False), ({"rm"}, True), ({"all"}, True)])
+def test_a_redone_training_stage_starts_from_scratch_a_resumed_one_does_not(tmp_path, monkeypatch, redo,
+                                                                          from_scratch):
+    """A redo must not resume the earlier attempt's Ray Train run or return its export (both keyed by a
+    config that names the start model by path); a re-run after a crash must resume them."""
+    import gram_ray.train.loop as loop
+
+    seen: list[tuple[bool, bool]] = []
+
+    def fake_train(cfg):
+        out = tmp_path / "runs" / "models" / "rm"
+        storage, name = loop.run_location(cfg)
+        seen.append((out.exists(), (tmp_path / storage / name).exists()))
+        (tmp_path / storage / name).mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "weights").write_text(str(len(seen)))
+        return out
+
+    monkeypatch.setattr(loop, "train", fake_train)
+
+    def run_pipeline(redo: set) -> None:
+        Driver(cfg=_TrainPhases(), run=RunDir(tmp_path / "runs"), redo=redo).train("rm", "rm", "base", ["d"], [])
+
+    run_pipeline(set())
+    if not redo:  # a crash after training, before the manifest recorded it
+        RunDir(tmp_path / "runs").forget("rm")
+    run_pipeline(redo)
+    assert seen == [(False, False), (not from_scratch, not from_scratch)]
