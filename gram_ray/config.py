@@ -198,8 +198,9 @@ class TrainConfig(Section):
         "Ray Data tasks"
     )
     cache_shard_rows: int = Field(
-        50_000, ge=0, description="a worker's shard of at most this many examples is read through Ray Data once "
-        "and reshuffled in memory for later epochs (each Ray Data epoch costs a streaming start); 0 = never"
+        50_000, ge=0, description="a worker's shard of at most this many examples is read through Ray Data once, "
+        "before the first step, and reshuffled in memory for later epochs (each Ray Data epoch costs a "
+        "streaming start); 0 = never"
     )
     checkpoint_every: int = Field(0, ge=0, description="steps between Ray Train checkpoints; 0 = each epoch end")
     checkpoints_to_keep: int = Field(2, ge=1)

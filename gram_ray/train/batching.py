@@ -64,8 +64,10 @@ class ShardEpochs:
 
     Every Ray Data epoch starts a streaming execution, which on a shard of a few micro-batches costs more
     than its training steps (the demo's seed sets are 2-3 micro-batches an epoch for hundreds of steps).
-    A small shard is therefore kept from its first full pass and reshuffled in memory after that, seeded
-    by epoch and rank; a large one streams every epoch.
+    A small shard is therefore read whole before its first step (so Ray Data's split coordinator and stats
+    actor work before training, not beside it on the cores the step uses), trained in the order Ray Data
+    delivered it (its local shuffle) and reshuffled in memory for later epochs, seeded by epoch and rank.
+    A large one streams every epoch.
     """
 
     def __init__(self, shard, window: int, seed: int, rank: int, cache: bool) -> None:
@@ -73,19 +75,20 @@ class ShardEpochs:
         self.rows: list[tuple] | None = None
 
     def windows(self, epoch: int) -> Iterator[dict]:
-        if self.rows is not None:
-            rows = list(self.rows)
-            random.Random(f"{self.seed}/{epoch}/{self.rank}/rows").shuffle(rows)
-            for start in range(0, len(rows), self.window):
-                chunk = rows[start : start + self.window]
-                yield {"input_ids": [r[0] for r in chunk], "weights": [r[1] for r in chunk]}
+        first_read = self.cache and self.rows is None
+        if first_read:
+            self.rows = [row for batch in self._stream(epoch)
+                         for row in zip(batch["input_ids"], batch["weights"], strict=True)]
+        if self.rows is None:
+            yield from self._stream(epoch)
             return
-        seen: list[tuple] = []
-        for batch in self.shard.iter_batches(batch_size=self.window, batch_format="numpy",
-                                             local_shuffle_buffer_size=self.window,
-                                             local_shuffle_seed=self.seed + epoch):
-            if self.cache:
-                seen.extend(zip(batch["input_ids"], batch["weights"], strict=True))
-            yield batch
-        if self.cache:
-            self.rows = seen  # only after a whole pass: an abandoned epoch is not the shard
+        rows = list(self.rows)
+        if not first_read:
+            random.Random(f"{self.seed}/{epoch}/{self.rank}/rows").shuffle(rows)
+        for start in range(0, len(rows), self.window):
+            chunk = rows[start : start + self.window]
+            yield {"input_ids": [r[0] for r in chunk], "weights": [r[1] for r in chunk]}
+
+    def _stream(self, epoch: int) -> Iterator[dict]:
+        return self.shard.iter_batches(batch_size=self.window, batch_format="numpy",
+                                       local_shuffle_buffer_size=self.window, local_shuffle_seed=self.seed + epoch)
