@@ -2,7 +2,7 @@
 on the same random-weight Llama, the same mixed-length data and the same effective batch; and the
 padding waste of length-grouped batches against batches in data order.
 
-    .venv/bin/python bench/train.py                  # ~3-5 min on 2 CPU cores
+    .venv/bin/python bench/train.py                  # ~2 min on 2 CPU cores
     .venv/bin/python bench/train.py --steps 40 --layers 6
 
 Both paths tokenize with the same encoder, batch with the same length grouping, compute the same loss
@@ -12,7 +12,11 @@ is not counted); the figure compared is the median step, because the machine is 
 burst can slow any stretch of steps. The plain loop runs before and after our run and its steps are pooled.
 To show where a gap comes from, the same plain loop also runs inside a Ray Train worker (1 worker, no DeepSpeed):
 that isolates what the Ray Train worker's surroundings cost from what DeepSpeed, data loading (Ray Data
-shard, collation inside the timed step) and our step loop cost.
+shard, collation inside the timed step) and our step loop cost. And it runs in this process beside
+``--idle-actors`` Python actors that do nothing, as many as the Ray Train and Ray Data helpers a 1-worker
+run starts (controller, preemption watcher, placement-group cleaner, synchronization, autoscaling
+coordinator, dataset manager, split coordinator, stats): each Python actor's main thread wakes every
+10 ms, and on a box with no core to spare each wake-up can preempt a thread of the step.
 The last line is ``ratio_vs_plain=<ours/plain tokens per s> padding_waste=<pad share with grouping>``.
 """
 
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import ray
 
 
 def write_mixed_lengths(path: Path, rows: int, seed: int) -> None:
@@ -106,6 +111,24 @@ def plain_loop_in_ray_train(cfg, examples: list, pad_id: int, steps: int, warmup
     return json.loads(out.read_text())
 
 
+@ray.remote(num_cpus=0)
+class _IdleActor:
+    def ready(self) -> bool:
+        return True
+
+
+def plain_loop_beside_idle_actors(cfg, examples: list, pad_id: int, steps: int, warmup: int,
+                                  actors: int) -> list[float]:
+    """``plain_loop`` in this process while ``actors`` idle Ray actors live (Ray already started)."""
+    idle = [_IdleActor.remote() for _ in range(actors)]
+    ray.get([a.ready.remote() for a in idle])
+    try:
+        return plain_loop(cfg, examples, pad_id, steps, warmup)
+    finally:
+        for a in idle:
+            ray.kill(a)
+
+
 def ours(cfg, warmup: int) -> tuple[list[float], float]:
     """(tokens/s of each step after ``warmup``, measured share of pad tokens), from the run's metrics
     history (``log_every: 1``: one entry per optimizer step)."""
@@ -128,9 +151,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads of the plain loop = CPUs of our one worker; 1 leaves a core of this "
                              "2-core box to Ray's own processes")
+    parser.add_argument("--idle-actors", type=int, default=8,
+                        help="idle Ray actors beside the last plain-loop row (a 1-worker run's helper actors)")
     args = parser.parse_args()
-
-    import ray
 
     from gram_ray.config import TrainConfig
     from gram_ray.tinykit import LlamaShape, build_bench_model, count_parameters
@@ -162,8 +185,10 @@ def main() -> None:
         print(f"ray train + deepspeed (1 worker x {args.threads} CPUs, ZeRO-2): {_summary(ours_steps)}; "
               f"measured padding waste {ours_waste:.1%}")
         in_worker = plain_loop_in_ray_train(cfg, examples, pad_id, args.steps, args.warmup)
-        ray.shutdown()
         print(f"plain loop inside a Ray Train worker (1 x {args.threads} CPUs, no DeepSpeed): {_summary(in_worker)}")
+        beside = plain_loop_beside_idle_actors(cfg, examples, pad_id, args.steps, args.warmup, args.idle_actors)
+        ray.shutdown()
+        print(f"plain loop in this process beside {args.idle_actors} idle Ray actors: {_summary(beside)}")
         again = plain_loop(cfg, examples, pad_id, args.steps, args.warmup)
         print(f"plain transformers loop again: {_summary(again)}")
         plain += again
@@ -171,7 +196,9 @@ def main() -> None:
               f"first {args.warmup} not timed")
     plain_median, worker_median = statistics.median(plain), statistics.median(in_worker)
     print(f"plain loop in a Ray Train worker / in this process: {worker_median / plain_median:.3f}; "
-          f"ours / plain loop in a Ray Train worker: {statistics.median(ours_steps) / worker_median:.3f}")
+          f"ours / plain loop in a Ray Train worker: {statistics.median(ours_steps) / worker_median:.3f}; "
+          f"plain loop beside {args.idle_actors} idle Ray actors / alone: "
+          f"{statistics.median(beside) / plain_median:.3f}")
     print(f"ratio_vs_plain={statistics.median(ours_steps) / plain_median:.3f} "
           f"padding_waste={ours_waste:.4f}")
 
