@@ -75,15 +75,14 @@ class ShardEpochs:
         self.rows: list[tuple] | None = None
 
     def windows(self, epoch: int) -> Iterator[dict]:
-        first_read = self.cache and self.rows is None
-        if first_read:
-            self.rows = [row for batch in self._stream(epoch)
-                         for row in zip(batch["input_ids"], batch["weights"], strict=True)]
-        if self.rows is None:
+        if not self.cache:
             yield from self._stream(epoch)
             return
-        rows = list(self.rows)
-        if not first_read:
+        if self.rows is None:  # the first epoch, in the order Ray Data delivered it
+            rows = self.rows = [row for batch in self._stream(epoch)
+                                for row in zip(batch["input_ids"], batch["weights"], strict=True)]
+        else:
+            rows = list(self.rows)
             random.Random(f"{self.seed}/{epoch}/{self.rank}/rows").shuffle(rows)
         for start in range(0, len(rows), self.window):
             chunk = rows[start : start + self.window]

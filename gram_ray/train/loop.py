@@ -104,7 +104,7 @@ def discard_training(cfg: TrainConfig) -> None:
     import pyarrow.fs
 
     out = Path(cfg.output_dir).resolve()
-    for path in (out, out.with_name(out.name + ".partial")):
+    for path in (out, _staging(out)):
         shutil.rmtree(path, ignore_errors=True)
     storage, name = run_location(cfg)
     fs, folder = pyarrow.fs.FileSystem.from_uri(storage if "://" in storage else str(Path(storage).resolve()))
@@ -172,7 +172,7 @@ def train(cfg: TrainConfig) -> Path:
     result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"run {name} in {storage} ended without a checkpoint")
-    staging = out.with_name(out.name + ".partial")
+    staging = _staging(out)
     shutil.rmtree(staging, ignore_errors=True)
     result.checkpoint.to_directory(str(staging))
     if read_manifest(staging) is None:
@@ -180,6 +180,11 @@ def train(cfg: TrainConfig) -> Path:
     staging.rename(out)
     log.info("model exported to %s (%.1fs in all)", out, time.perf_counter() - began)
     return out
+
+
+def _staging(out: Path) -> Path:
+    """Where the export is written before it is renamed to ``out``: a crash never leaves half an export."""
+    return out.with_name(out.name + ".partial")
 
 
 def _complete_export(out: Path, cfg: TrainConfig) -> bool:
