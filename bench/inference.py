@@ -131,7 +131,7 @@ def main() -> None:
     import pyarrow.parquet as pq
 
     from gram_ray.config import EngineConfig, JudgeConfig
-    from gram_ray.stages.engine import engine_kwargs
+    from gram_ray.judging.engine import engine_kwargs
     from gram_ray.stages.label import judge_requests
 
     model, pairs_path, params = build_inputs(args, work)

@@ -8,12 +8,15 @@ because a misspelt setting that silently falls back to a default costs a GPU-day
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
+from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 TemplateName = Literal["gram_r2", "gram", "compact"]
 
@@ -108,6 +111,24 @@ class ProverConfig(Section):
         return self
 
 
+@lru_cache(maxsize=16)
+def import_callable(spec: str) -> Callable:
+    """The function a ``"package.module:function"`` setting names; ValueError says what is wrong with it."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"must look like 'package.module:function', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import module {module_name!r}: {exc}") from None
+    fn = getattr(module, attribute, None)
+    if fn is None:
+        raise ValueError(f"module {module_name!r} has no attribute {attribute!r}")
+    if not callable(fn):
+        raise ValueError(f"{spec!r} is not a function (it is of type {type(fn).__name__})")
+    return fn
+
+
 class FilterConfig(Section):
     """Denoising of self-labelled data; every dropped row is quarantined with its reason."""
 
@@ -118,9 +139,20 @@ class FilterConfig(Section):
     require_consistent: bool = Field(False, description="drop pairs whose swapped judgement disagrees")
     min_rationale_chars: int = Field(1, ge=0)
     max_rationale_chars: int = Field(8000, ge=1)
-    support_check: Literal["none", "conclusion", "arith_verify"] = Field(
+    support_check: Literal["none", "conclusion"] = Field(
         "conclusion", description="how to check that a rationale argues for its label"
     )
+    verifier: str | None = Field(
+        None, description="a task's own check, 'package.module:function', called as function(row, rationale, "
+        "label) on rationale rows; a returned reason rejects the row as unsupported, None keeps it"
+    )
+
+    @field_validator("verifier")
+    @classmethod
+    def _verifier_imports(cls, spec: str | None) -> str | None:
+        if spec is not None:
+            import_callable(spec)
+        return spec
 
     @model_validator(mode="after")
     def _check(self) -> FilterConfig:

@@ -15,8 +15,8 @@ import json
 import sys
 
 from gram_ray.config import GramConfig
-from gram_ray.run.driver import Driver, pipeline_inputs, start_run
-from gram_ray.run.manifest import atomic_write_text
+from gram_ray.data.files import atomic_write_text
+from gram_ray.run.driver import MODEL, Driver, ModelPath, StageRef, Start, pipeline_inputs, start_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,21 +35,21 @@ def gram(d: Driver) -> dict:
         accuracy[model_stage] = d.evaluate(f"eval_{model_stage}", model_stage, data["heldout"], cfg.judge, "label")
         print(f"[gram-ray] {model_stage}: held-out accuracy {accuracy[model_stage]:.3f}")
 
-    base = data["base_model"]
+    base: Start = ModelPath(data["base_model"])
     if "pretrain" in cfg.train:
         d.train("pretrain", "pretrain", base, [data["pretrain"]], ["data"])
-        base = "pretrain"
+        base = StageRef("pretrain")
     d.train("stage1", "stage1", base, list(data["unlabeled"]), ["data"])
-    d.train("stage2", "stage2", "stage1", [data["labeled"]], ["stage1"])
+    d.train("stage2", "stage2", StageRef("stage1"), [data["labeled"]], ["stage1"])
     evaluate("stage2")
     final = "stage2"
     if "adapt" in cfg.train:
         if not data.get("adaptation"):
             raise ValueError("train.adapt needs data.adaptation (the task set to adapt on)")
-        d.train("adapt", "adapt", "stage2", [data["adaptation"]], ["stage2"])
+        d.train("adapt", "adapt", StageRef("stage2"), [data["adaptation"]], ["stage2"])
         evaluate("adapt")
         final = "adapt"
-    report = {"heldout_accuracy": accuracy, "final_model": d.path(final, "model")}
+    report = {"heldout_accuracy": accuracy, "final_model": d.path(final, MODEL)}
     atomic_write_text(run.path("report.json"), json.dumps(report, indent=2))
     print(f"[gram-ray] final model: {report['final_model']}; report: {run.path('report.json')}")
     return report

@@ -23,8 +23,20 @@ from typing import Any
 
 from gram_ray.apply.judges import JudgeKind
 from gram_ray.config import EngineConfig, JudgeConfig, SelfTrainConfig
-from gram_ray.run.driver import Driver, pipeline_inputs, start_run
+from gram_ray.run.driver import (
+    MODEL,
+    Driver,
+    ModelPath,
+    StageRef,
+    Start,
+    pipeline_inputs,
+    round_stage,
+    round_tag,
+    start_run,
+)
 from gram_ray.run.report import label_accuracy, write_report
+
+RM, EVAL = "rm", "eval"  # the pipeline's own per-round stages beside the inference stages': rm_r01, eval_r01
 
 
 def _room_for_an_evaluation_aside(engine: EngineConfig) -> bool:
@@ -52,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def selftrain(d: Driver) -> None:
-    from gram_ray.stages import denoise, label_pairs, prove_pairs
+    from gram_ray.stages import DENOISE, LABEL, PROVE, denoise, label_pairs, prove_pairs
 
     cfg, run = d.cfg, d.run
     data = pipeline_inputs(d, cfg.rounds)
@@ -62,24 +74,26 @@ def selftrain(d: Driver) -> None:
     def evaluate(name: str, model_stage: str, judge: JudgeConfig = eval_judge, kind: JudgeKind = "reasoning") -> float:
         return d.evaluate(name, model_stage, data["heldout"], judge, kind)
 
-    base = data["base_model"]
+    base: Start = ModelPath(data["base_model"])
     if "pretrain" in cfg.train:
         d.train("pretrain", "pretrain", base, [data["pretrain"]], ["data"])
-        base = "pretrain"
+        base = StageRef("pretrain")
     d.train("prover", "prover", base, [seed], ["data"])
 
-    def prove(tag: str, labelled: str, upstream: str, round_: int) -> str:
-        d.infer(f"prove_{tag}", cfg.prover, ["prover", upstream], lambda: prove_pairs(
-            labelled, run.path(tag, "prove"), d.engine("prover"), cfg.prover, round=round_))
-        d.infer(f"denoise_{tag}", cfg.filters, [f"prove_{tag}"], lambda: denoise(
-            d.path(f"prove_{tag}", "rationales"), run.path(tag, "denoise"), cfg.filters))
-        return d.path(f"denoise_{tag}", "kept")
+    def prove(round_: int, labelled: str, upstream: str) -> str:
+        proving, denoising = round_stage(PROVE.name, round_), round_stage(DENOISE.name, round_)
+        d.infer(proving, cfg.prover, ["prover", upstream], lambda: prove_pairs(
+            labelled, run.path(round_tag(round_), PROVE.name), d.engine("prover"), cfg.prover, round=round_))
+        d.infer(denoising, cfg.filters, [proving], lambda: denoise(
+            d.path(proving, PROVE.primary), run.path(round_tag(round_), DENOISE.name), cfg.filters))
+        return d.path(denoising, DENOISE.primary)
 
     # the RM learns from synthesized rationales (the paper); the seed set joins them only with rm_with_seed
-    initial = ([seed] if cfg.rm_with_seed else []) + [prove("r00", data["labeled"], "data", 0)]
+    initial = ([seed] if cfg.rm_with_seed else []) + [prove(0, data["labeled"], "data")]
     synthesized = list(initial)  # grows by each round's kept proofs
-    rm_start = "prover" if cfg.rm_start == "prover" else base
-    d.train("rm_r00", "rm", rm_start, initial, ["data", "denoise_r00"])
+    rm_start = StageRef("prover") if cfg.rm_start == "prover" else base
+    first_rm = round_stage(RM, 0)
+    d.train(first_rm, "rm", rm_start, initial, ["data", round_stage(DENOISE.name, 0)])
 
     pool = ThreadPoolExecutor(max_workers=2)
     concurrent = cfg.run.concurrent_stages and _room_for_an_evaluation_aside(cfg.engine)
@@ -97,23 +111,24 @@ def selftrain(d: Driver) -> None:
         return done
 
     try:
-        accuracy = {"rm_r00": aside(evaluate, "eval_r00", "rm_r00")}
-        rounds = [{"round": 0, "model": "rm_r00"}]
-        previous = "rm_r00"
+        accuracy = {first_rm: aside(evaluate, round_stage(EVAL, 0), first_rm)}
+        rounds = [{"round": 0, "model": first_rm}]
+        previous = first_rm
         for r in range(1, cfg.rounds + 1):
-            tag, judge_stage = f"r{r:02d}", previous
-            d.infer(f"label_{tag}", cfg.judge, [judge_stage, "data"], lambda: label_pairs(
-                data["unlabeled"][r - 1], run.path(tag, "label"), d.engine(judge_stage), cfg.judge, round=r))  # noqa: B023
-            synthesized.append(prove(tag, d.path(f"label_{tag}", "labelled"), f"label_{tag}", r))
-            d.train(f"rm_{tag}", "rm_round", previous if cfg.retrain_from == "previous" else rm_start,
-                    list(synthesized), [f"denoise_{tag}", previous])
-            previous = f"rm_{tag}"
-            accuracy[previous] = aside(evaluate, f"eval_{tag}", previous)
+            labelling, judge_stage, unlabeled = round_stage(LABEL.name, r), previous, data["unlabeled"][r - 1]
+            d.infer(labelling, cfg.judge, [judge_stage, "data"], lambda: label_pairs(
+                unlabeled, run.path(round_tag(r), LABEL.name), d.engine(judge_stage), cfg.judge, round=r))  # noqa: B023
+            synthesized.append(prove(r, d.path(labelling, LABEL.primary), labelling))
+            rm_start_round = StageRef(previous) if cfg.retrain_from == "previous" else rm_start
+            d.train(round_stage(RM, r), "rm_round", rm_start_round, list(synthesized),
+                    [round_stage(DENOISE.name, r), previous])
+            previous = round_stage(RM, r)
+            accuracy[previous] = aside(evaluate, round_stage(EVAL, r), previous)
             rounds.append({
                 "round": r, "model": previous,
-                "pseudo_label_accuracy": label_accuracy(d.path(f"label_{tag}", "labelled")),
-                "kept_label_accuracy": label_accuracy(d.path(f"denoise_{tag}", "kept")),
-                **{stage: d.results[f"{stage}_{tag}"].info for stage in ("label", "prove", "denoise")},
+                "pseudo_label_accuracy": label_accuracy(d.path(labelling, LABEL.primary)),
+                "kept_label_accuracy": label_accuracy(d.path(round_stage(DENOISE.name, r), DENOISE.primary)),
+                **{stage.name: d.results[round_stage(stage.name, r)].info for stage in (LABEL, PROVE, DENOISE)},
             })
 
         baselines: dict[str, Future[float]] = {}
@@ -125,8 +140,8 @@ def selftrain(d: Driver) -> None:
             # The rounds' retraining without unlabeled data, in one launch: every round's steps on from the
             # initial RM, or (retrain_from: base) one round's from rm_start, which is what each round repeats.
             chained = cfg.retrain_from == "previous"
-            d.train("control", "rm_round", "rm_r00" if chained else rm_start, initial,
-                    ["rm_r00", "denoise_r00"], length=cfg.rounds if chained else 1)
+            d.train("control", "rm_round", StageRef(first_rm) if chained else rm_start, initial,
+                    [first_rm, round_stage(DENOISE.name, 0)], length=cfg.rounds if chained else 1)
             baselines["control_heldout_accuracy"] = aside(evaluate, "eval_control", "control")
         for entry in rounds:
             entry["heldout_accuracy"] = accuracy[entry["model"]].result()
@@ -138,11 +153,11 @@ def selftrain(d: Driver) -> None:
 
     final = previous
     if "final" in cfg.train:
-        d.train("final", "final", previous, [seed], [previous])
+        d.train("final", "final", StageRef(previous), [seed], [previous])
         final = "final"
         rounds.append({"round": "final", "model": "final", "heldout_accuracy": evaluate("eval_final", "final")})
 
-    paths = write_report(run, rounds, baseline_accuracy, final_model=d.path(final, "model"))
+    paths = write_report(run, rounds, baseline_accuracy, final_model=d.path(final, MODEL))
     print(f"[gram-ray] report: {paths['markdown']}  (also {paths['json']}, {paths['plot']})")
 
 

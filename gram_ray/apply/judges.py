@@ -16,13 +16,15 @@ the reward server's async engine.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gram_ray.apply.ranking import PairItem
 from gram_ray.config import EngineConfig, JudgeConfig
+from gram_ray.judging.engine import llm_kwargs
+from gram_ray.judging.requests import chat_ids, too_long
+from gram_ray.judging.voting import Sample, read_sample, summarise_pass
 from gram_ray.prompts import judge_prompt
 from gram_ray.prompts.verdicts import LabelTokens
 
@@ -41,10 +43,8 @@ class Judgement:
     #             0.5 without any verdict
 
 
-def judgement_of(samples: Sequence[Any]) -> Judgement:
-    """Summarise ``stages.voting.Sample``s of one prompt (the label stage's own vote arithmetic)."""
-    from gram_ray.stages.voting import summarise_pass  # lazy: stages.voting imports this module
-
+def judgement_of(samples: Sequence[Sample]) -> Judgement:
+    """Summarise the ``Sample``s of one prompt with the label stage's own vote arithmetic (``judging.voting``)."""
     result = summarise_pass("ab", samples)
     p_a = result.p_a
     if p_a is None:
@@ -71,8 +71,6 @@ class JudgeCore:
 
     def prompt_ids(self, item: PairItem) -> list[int]:
         """The chat-templated judge prompt for (prompt, first, second), as token ids."""
-        from gram_ray.stages.requests import chat_ids, too_long
-
         prompt, first, second = item
         ids = chat_ids(self.tokenizer, judge_prompt(self.judge.template, prompt, first, second))
         reason = too_long(len(ids), self.max_model_len) if self.max_model_len else None
@@ -95,10 +93,8 @@ class JudgeCore:
 
         return SamplingParams(**self.sampling(votes))
 
-    def sample(self, text: str, token_ids: Sequence[int], logprobs: Sequence[Mapping] | None) -> Any:
-        """One generated sequence as a ``stages.voting.Sample`` (verdict and P(A) at its answer token)."""
-        from gram_ray.stages.voting import Sample, read_sample
-
+    def sample(self, text: str, token_ids: Sequence[int], logprobs: Sequence[Mapping] | None) -> Sample:
+        """One generated sequence as a ``Sample`` (verdict and P(A) at its answer token)."""
         if self.kind == "reasoning":
             return read_sample(text, list(token_ids), logprobs, self.labels)
         p = self.labels.p_a(logprobs[0]) if logprobs else None
@@ -143,12 +139,3 @@ class OfflineJudge:
     def __call__(self, items: Sequence[PairItem]) -> list[float]:
         return [j.p_a for j in self.judge(items)]
 
-
-def llm_kwargs(cfg: EngineConfig) -> dict[str, Any]:
-    """``vllm.LLM`` / ``AsyncEngineArgs`` keyword arguments of an engine section; sets the CPU backend's
-    environment (vLLM reads it when the engine starts)."""
-    from gram_ray.stages.engine import engine_env, engine_kwargs
-
-    for key, value in engine_env(cfg).items():
-        os.environ.setdefault(key, value)
-    return {"model": cfg.model, **engine_kwargs(cfg)}

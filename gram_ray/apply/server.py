@@ -31,10 +31,11 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gram_ray.apply.judges import JudgeCore, Judgement, llm_kwargs
+from gram_ray.apply.judges import JudgeCore, Judgement
 from gram_ray.apply.ranking import PairItem
 from gram_ray.config import ServeConfig
 from gram_ray.data.records import UnreadableJSON, is_utf8_encodable, load_json
+from gram_ray.judging.engine import llm_kwargs
 from gram_ray.prompts.verdicts import eq3
 
 

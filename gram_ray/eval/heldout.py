@@ -19,7 +19,7 @@ from gram_ray.apply.judges import JudgeKind
 from gram_ray.config import EngineConfig, JudgeConfig
 from gram_ray.data.io import ParquetSink
 from gram_ray.eval.harness import PAIRS, RESULT_SCHEMA, judge_benchmark
-from gram_ray.stages.engine import engine_env
+from gram_ray.judging.engine import engine_env
 
 RESULTS = "judgements.parquet"
 

@@ -15,6 +15,35 @@ from gram_ray.config import Section, config_hash, dump_config, load_config, pars
 from gram_ray.run.manifest import RunDir, StageResult
 from gram_ray.run.session import connect_ray
 
+MODEL = "model"  # the output of a training stage (and of the tiny kit's data stage): a model folder
+
+
+@dataclass(frozen=True)
+class StageRef:
+    """A model to start from: the one a finished stage of this run exported."""
+
+    stage: str
+
+
+@dataclass(frozen=True)
+class ModelPath:
+    """A model to start from: a folder or a hub id, from outside this run."""
+
+    path: str
+
+
+Start = StageRef | ModelPath
+
+
+def round_tag(round_: int) -> str:
+    """A self-training round's tag, as its stage names and folders carry it: 1 -> "r01"."""
+    return f"r{round_:02d}"
+
+
+def round_stage(name: str, round_: int) -> str:
+    """The stage ``name`` of round ``round_`` in the manifest: ("label", 1) -> "label_r01"."""
+    return f"{name}_{round_tag(round_)}"
+
 
 @dataclass
 class Driver:
@@ -47,10 +76,11 @@ class Driver:
         self.results[name] = result
         return result
 
-    def train(self, name: str, phase: str, start: str, data: list[str], upstream: list[str], length: int = 1) -> str:
-        """Train phase ``phase`` into ``runs/<name>/models/<name>`` from ``start`` (a stage name, whose
-        ``model`` output is used, or a model path/id) for ``length`` times the phase's steps (or epochs);
-        returns the exported model directory."""
+    def train(self, name: str, phase: str, start: Start, data: list[str], upstream: list[str], length: int = 1
+              ) -> str:
+        """Train phase ``phase`` into ``runs/<name>/models/<name>`` from ``start`` (a stage's exported model
+        or a model from outside the run) for ``length`` times the phase's steps (or epochs); returns the
+        exported model directory."""
         from gram_ray.train import discard_training, train
 
         # Run again on purpose (a redo, or its recorded files changed), not resumed after a crash: what an
@@ -58,17 +88,18 @@ class Driver:
         from_scratch = self.redoes(name) or self.run.finished(name) is not None
 
         def fn() -> tuple[dict, dict]:
-            model = self.path(start, "model") if start in self.results else start
+            model = self.path(start.stage, MODEL) if isinstance(start, StageRef) else start.path
             cfg = self.cfg.train_config(phase, model=model, data=data, output_dir=str(self.run.path("models", name)))
             if length != 1:
                 cfg = cfg.model_copy(update={"max_steps": cfg.max_steps and cfg.max_steps * length,
                                              "epochs": cfg.epochs * length})
             if from_scratch:
                 discard_training(cfg)
-            return {"model": str(train(cfg))}, {"phase": phase}
+            return {MODEL: str(train(cfg))}, {"phase": phase}
 
-        settings = {"phase": self.cfg.train[phase], "data": data, "start": start, "length": length}
-        return self.stage(name, settings, upstream, fn).outputs["model"]
+        origin = start.stage if isinstance(start, StageRef) else start.path
+        settings = {"phase": self.cfg.train[phase], "data": data, "start": origin, "length": length}
+        return self.stage(name, settings, upstream, fn).outputs[MODEL]
 
     def infer(self, name: str, settings: object, upstream: list[str], run_stage: Callable[[], Any],
               leaf: bool = False) -> StageResult:
@@ -85,7 +116,7 @@ class Driver:
 
     def engine(self, model_stage: str) -> Any:
         """The pipeline's engine settings pointed at a stage's model."""
-        return self.cfg.engine.model_copy(update={"model": self.path(model_stage, "model")})
+        return self.cfg.engine.model_copy(update={"model": self.path(model_stage, MODEL)})
 
     def redoes(self, name: str) -> bool:
         """Whether stage ``name`` runs again even if finished: asked for, or after a redone stage."""
@@ -131,7 +162,7 @@ def pipeline_inputs(d: Driver, rounds: int) -> dict:
         paths = {"base_model": str(kit.model_dir), "seed_rationales": str(kit.seed_rationales),
                  "labeled": str(kit.labeled), "unlabeled": [str(p) for p in kit.unlabeled],
                  "heldout": str(kit.heldout), "pretrain": str(kit.pretrain)}
-        return {"model": str(kit.model_dir), "data": str(kit.labeled.parent)}, paths
+        return {MODEL: str(kit.model_dir), "data": str(kit.labeled.parent)}, paths
 
     return d.stage("data", {"tinykit": cfg.tinykit, "rounds": rounds}, [], build).info
 

@@ -8,16 +8,14 @@ a half-written, truncated or corrupted file sends the stage back to work instead
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gram_ray.data.files import atomic_write_text, fingerprint, visible_files
 from gram_ray.data.io import parquet_rows
 
 MANIFEST = "manifest.json"
@@ -41,46 +39,11 @@ class StageResult:
     skipped: bool
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-
-
 def _parquet_rows(path: Path) -> int | None:
-    files = [p for p in _files(path) if p.suffix == ".parquet"]
+    files = [p for p in visible_files(path) if p.suffix == ".parquet"]
     if not files:
         return None
     return parquet_rows(files)
-
-
-def fingerprint(path: Path) -> dict[str, dict]:
-    """Relative file name -> size and digest, for every file of an output."""
-    root = path if path.is_dir() else path.parent
-    return {str(p.relative_to(root)): {"bytes": p.stat().st_size, "sha256": file_digest(p)} for p in _files(path)}
 
 
 class RunDir:

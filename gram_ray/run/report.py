@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 
-from gram_ray.run.manifest import RunDir, atomic_write_text
+from gram_ray.data.files import atomic_write_text
+from gram_ray.run.manifest import RunDir
+from gram_ray.stages import DENOISE, LABEL, PROVE
 
 
 def _table(path: str, columns: list[str]):
@@ -52,8 +54,8 @@ def write_report(run: RunDir, rounds: list[dict], baselines: dict, final_model: 
     ]
     for r in rounds:
         flow = ""
-        if "denoise" in r:
-            flow = f"{r['label']['inputs']} -> {r['denoise']['outputs'].get('kept', 0)}"
+        if DENOISE.name in r:
+            flow = f"{r[LABEL.name]['inputs']} -> {r[DENOISE.name]['outputs'].get(DENOISE.primary, 0)}"
         name = "initial RM" if r["round"] == 0 else f"round {r['round']}"
         lines.append(f"| {name} | {_fmt(r['heldout_accuracy'])} | {_fmt(r.get('pseudo_label_accuracy'))} | "
                      f"{_fmt(r.get('kept_label_accuracy'))} | {flow} |")
@@ -63,7 +65,7 @@ def write_report(run: RunDir, rounds: list[dict], baselines: dict, final_model: 
             lines.append(f"| {name} | {_fmt(report[key])} | | | |")
     lines += ["", "## Rejected rows per reason", "", "| round | stage | reason | rows |", "|---|---|---|---|"]
     for r in trained[1:]:
-        for stage in ("label", "prove", "denoise"):
+        for stage in (LABEL.name, PROVE.name, DENOISE.name):
             for reason, n in sorted(r[stage]["rejected"].items()):
                 lines.append(f"| {r['round']} | {stage} | {reason} | {n} |")
     lines += ["", "## Time per stage", "", "| stage | seconds |", "|---|---|"]

@@ -5,7 +5,8 @@ replaced atomically, holding Parquet sub-folders (``part-00000.parquet``, ... in
 pair ids) and ``summary.json``; it returns the same ``StageSummary`` (rows per output, rejects per
 reason, ``complete`` = every input row is in the primary output or in ``rejects``). Stages with an engine
 keep its settled rows in ``<out>.partial/`` until they finish (for a Parquet path input), so a stage that
-was killed resumes at row level (see ``checkpoint``).
+was killed resumes at row level (see ``resume``). Each stage declares its name and output folders once
+(``LABEL``, ``PROVE``, ``DENOISE``, ``SCORE``: ``StageOutputs``); pipelines and reports read them from there.
 
 ============  =============================================================  ===============================
 stage         writes                                                         schemas
@@ -21,10 +22,11 @@ gram_score    scores/, rejects/                                              SCO
 Every ``rejects/`` row is the input row plus ``reason`` ("<category>: <detail>") and ``stage``.
 """
 
-from gram_ray.stages.denoise import denoise
-from gram_ray.stages.label import label_pairs
-from gram_ray.stages.prove import prove_pairs
-from gram_ray.stages.runner import StageSummary
-from gram_ray.stages.score import gram_score
+from gram_ray.stages.denoise import DENOISE, denoise
+from gram_ray.stages.label import LABEL, label_pairs
+from gram_ray.stages.outputs import REJECTS, StageOutputs, StageSummary
+from gram_ray.stages.prove import PROVE, prove_pairs
+from gram_ray.stages.score import SCORE, gram_score
 
-__all__ = ["StageSummary", "denoise", "gram_score", "label_pairs", "prove_pairs"]
+__all__ = ["DENOISE", "LABEL", "PROVE", "REJECTS", "SCORE", "StageOutputs", "StageSummary", "denoise", "gram_score",
+           "label_pairs", "prove_pairs"]

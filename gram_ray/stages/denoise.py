@@ -12,13 +12,15 @@ from typing import Any
 import pyarrow as pa
 
 from gram_ray.config import FilterConfig
+from gram_ray.judging.requests import malformed
 from gram_ray.stages import runner
 from gram_ray.stages.filters import reject_reason
-from gram_ray.stages.requests import malformed
-from gram_ray.stages.runner import Request, Settled, StageSummary
+from gram_ray.stages.outputs import REJECTS, StageOutputs, StageSummary, write_stage
+from gram_ray.stages.rows import Request, Settled, read_rows
 from gram_ray.stages.schemas import LABELLED_SCHEMA, RATIONALE_OUT_SCHEMA, reject_schema
 
-STAGE = "denoise"
+KEPT = "kept"
+DENOISE = StageOutputs("denoise", primary=KEPT)
 
 
 def filter_row(row: dict, filters: FilterConfig) -> list[Request] | str:
@@ -27,16 +29,14 @@ def filter_row(row: dict, filters: FilterConfig) -> list[Request] | str:
 
 
 def keep(pair: dict, rows: list[Settled]) -> list[tuple[str, dict]]:
-    return [("kept", pair)]
+    return [(KEPT, pair)]
 
 
 def denoise(rows_in: str | Path | Any, out_dir: str | Path, filters: FilterConfig) -> StageSummary:
     """Write ``kept/`` and ``rejects/``; rationale rows (with a ``rationale`` column) keep
     RATIONALE_OUT_SCHEMA, labelled pairs LABELLED_SCHEMA."""
-    rows, inputs = runner.read_rows(rows_in)
-    schema: pa.Schema = RATIONALE_OUT_SCHEMA if "rationale" in runner.column_names(rows) else LABELLED_SCHEMA
+    rows, inputs = read_rows(rows_in)
+    schema: pa.Schema = RATIONALE_OUT_SCHEMA if "rationale" in rows.column_names() else LABELLED_SCHEMA
     settled = runner.plan_settled(rows, partial(filter_row, filters=filters))
-    return runner.write_stage(
-        settled, out_dir, STAGE, views={"kept": schema, "rejects": reject_schema(schema)},
-        aggregate=keep, inputs=inputs, primary="kept",
-    )
+    return write_stage(settled, out_dir, DENOISE, {KEPT: schema, REJECTS: reject_schema(schema)}, aggregate=keep,
+                       inputs=inputs)

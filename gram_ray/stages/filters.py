@@ -4,6 +4,10 @@ Each rule returns None to keep a row or a reason ``"<category>: <detail>"``; the
 names the reject. Judge rules apply to rows whose label came from the judge (``votes_total`` set);
 rationale rules apply to rows that carry a ``rationale``. So one ``FilterConfig`` serves both places a
 pipeline filters: after labelling (drop weak labels before paying for proofs) and after proving.
+
+A task with a checker of its own (an arithmetic check, a math answer's final value) plugs it in as
+``verifier: "package.module:function"``: ``function(row, rationale, label)`` returns None to keep a
+rationale row or a reason to reject it (e.g. ``gram_ray.tinykit.addition:verify_rationale``).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from gram_ray.config import FilterConfig
+from gram_ray.config import FilterConfig, import_callable
 from gram_ray.data.schemas import LABELS
 from gram_ray.prompts import split_target
 
@@ -87,10 +91,8 @@ def rationale_reason(row: Mapping, cfg: FilterConfig) -> str | None:
             return "unsupported: the conclusion names no clear winner"
         if verdict != label:
             return f"unsupported: the conclusion argues for {verdict}, label is {label}"
-    elif cfg.support_check == "arith_verify":
-        from gram_ray.tinykit.addition import verify_rationale
-
-        problem = verify_rationale(row, rationale, label)
+    if cfg.verifier is not None:
+        problem = import_callable(cfg.verifier)(row, rationale, label)
         if problem is not None:
             return f"unsupported: {problem}"
     return None

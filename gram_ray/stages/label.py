@@ -9,27 +9,24 @@ from the pair id, so reruns sample the same judgements.
 
 from __future__ import annotations
 
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from gram_ray.config import EngineConfig, JudgeConfig
 from gram_ray.data.schemas import JUDGEMENT_SCHEMA, PAIR_SCHEMA
+from gram_ray.judging.engine import logprob_map
+from gram_ray.judging.requests import chat_ids, derive_seed, label_tokens, load_tokenizer, malformed, too_long
+from gram_ray.judging.voting import ORDERS, Sample, combine, judgement_record, read_sample, summarise_pass
 from gram_ray.prompts import judge_prompt
-from gram_ray.prompts.verdicts import LabelTokens
 from gram_ray.stages import runner
-from gram_ray.stages.checkpoint import Checkpoint
-from gram_ray.stages.requests import chat_ids, derive_seed, load_tokenizer, malformed, too_long
-from gram_ray.stages.runner import Request, Settled, StageSummary
+from gram_ray.stages.outputs import REJECTS, StageOutputs, StageSummary, write_stage
+from gram_ray.stages.resume import Checkpoint
+from gram_ray.stages.rows import Request, Settled, read_rows, union
 from gram_ray.stages.schemas import LABELLED_SCHEMA, reject_schema
-from gram_ray.stages.voting import ORDERS, Sample, combine, judgement_record, read_sample, summarise_pass
 
-STAGE = "label"
-
-
-@lru_cache(maxsize=4)
-def label_tokens(model: str) -> LabelTokens:
-    return LabelTokens.from_tokenizer(load_tokenizer(model))
+LABELLED, JUDGEMENTS = "labelled", "judgements"
+LABEL = StageOutputs("label", primary=LABELLED, extra=(JUDGEMENTS,))
 
 
 def judge_requests(row: dict, engine: EngineConfig, judge: JudgeConfig, extra_sampling: dict | None = None
@@ -58,7 +55,7 @@ def judge_requests(row: dict, engine: EngineConfig, judge: JudgeConfig, extra_sa
 
 def parse_judgement(row: dict, context: dict, model: str) -> dict:
     labels = label_tokens(model)
-    logprobs = [runner.logprob_map(pos) for pos in row.get("logprobs") or []]
+    logprobs = [logprob_map(pos) for pos in row.get("logprobs") or []]
     sample = read_sample(row["generated_text"], [int(t) for t in row["generated_tokens"]], logprobs, labels)
     return {"text": sample.text, "answer": sample.answer, "p_a": sample.p_a}
 
@@ -71,8 +68,8 @@ def aggregate_pair(pair: dict, rows: list[Settled], producer: str, round_: int) 
         if samples:
             passes.append(summarise_pass(order, samples))
     labelled = {**pair, **combine(passes), "input_label": pair.get("label"), "judge": producer}
-    return [("labelled", labelled)] + [("judgements", judgement_record(pair["id"], p, producer, round_))
-                                       for p in passes]
+    return [(LABELLED, labelled)] + [(JUDGEMENTS, judgement_record(pair["id"], p, producer, round_))
+                                     for p in passes]
 
 
 def label_pairs(pairs: str | Path | Any, out_dir: str | Path, engine: EngineConfig, judge: JudgeConfig,
@@ -81,18 +78,17 @@ def label_pairs(pairs: str | Path | Any, out_dir: str | Path, engine: EngineConf
     when no side won), ``judgements/`` (JUDGEMENT_SCHEMA, one row per pair and order) and ``rejects/``.
     ``extra_sampling`` adds vLLM sampling parameters to every request (the benchmark's ``ignore_eos``)."""
     label_tokens(engine.model)  # fail fast, in the driver, on a bad tokenizer
-    rows, inputs = runner.read_rows(pairs)
+    rows, inputs = read_rows(pairs)
     plan = partial(judge_requests, engine=engine, judge=judge, extra_sampling=extra_sampling)
-    checkpoint = Checkpoint.open(out_dir, STAGE, pairs, engine, [judge, round, extra_sampling])
-    settled = runner.union([
+    checkpoint = Checkpoint.open(out_dir, LABEL.name, pairs, engine, [judge, round, extra_sampling])
+    settled = union([
         runner.plan_settled(rows, plan),
         runner.generate(runner.plan_requests(rows, plan), engine, partial(parse_judgement, model=engine.model),
                         checkpoint),
     ])
-    return runner.write_stage(
-        settled, out_dir, STAGE,
-        views={"labelled": LABELLED_SCHEMA, "judgements": JUDGEMENT_SCHEMA, "rejects": reject_schema(PAIR_SCHEMA)},
+    return write_stage(
+        settled, out_dir, LABEL,
+        {LABELLED: LABELLED_SCHEMA, JUDGEMENTS: JUDGEMENT_SCHEMA, REJECTS: reject_schema(PAIR_SCHEMA)},
         aggregate=partial(aggregate_pair, producer=engine.model, round_=round),
-        inputs=inputs, requests_per_row=judge.votes * (2 if judge.swap_pass else 1), primary="labelled",
-        checkpoint=checkpoint,
+        inputs=inputs, requests_per_row=judge.votes * (2 if judge.swap_pass else 1), checkpoint=checkpoint,
     )

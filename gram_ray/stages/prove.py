@@ -14,15 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from gram_ray.config import EngineConfig, ProverConfig
+from gram_ray.judging.engine import logprob_map
+from gram_ray.judging.proofs import Candidate, choose, is_wellformed, sequence_logprob
+from gram_ray.judging.requests import chat_ids, derive_seed, load_tokenizer, malformed, too_long
 from gram_ray.prompts import proof_to_target, prover_prompt
 from gram_ray.stages import runner
-from gram_ray.stages.checkpoint import Checkpoint
-from gram_ray.stages.proofs import Candidate, choose, is_wellformed, sequence_logprob
-from gram_ray.stages.requests import chat_ids, derive_seed, load_tokenizer, malformed, too_long
-from gram_ray.stages.runner import Request, Settled, StageSummary
+from gram_ray.stages.outputs import REJECTS, StageOutputs, StageSummary, reject_record, write_stage
+from gram_ray.stages.resume import Checkpoint
+from gram_ray.stages.rows import Request, Settled, read_rows, union
 from gram_ray.stages.schemas import LABELLED_SCHEMA, PROOF_SCHEMA, RATIONALE_OUT_SCHEMA, reject_schema
 
-STAGE = "prove"
+RATIONALES, PROOFS = "rationales", "proofs"
+PROVE = StageOutputs("prove", primary=RATIONALES, extra=(PROOFS,))
 
 
 def proof_requests(row: dict, engine: EngineConfig, prover: ProverConfig) -> list[Request] | str:
@@ -45,7 +48,7 @@ def proof_requests(row: dict, engine: EngineConfig, prover: ProverConfig) -> lis
 
 def parse_proof(row: dict, context: dict) -> dict:
     tokens = [int(t) for t in row["generated_tokens"]]
-    logprobs = [runner.logprob_map(pos) for pos in row.get("logprobs") or []]
+    logprobs = [logprob_map(pos) for pos in row.get("logprobs") or []]
     return {"proof": row["generated_text"].strip(), "token_ids": tokens,
             "logp_cond": sequence_logprob(tokens, logprobs) if tokens else None}
 
@@ -65,7 +68,7 @@ def unconditional_request(context: dict, result: dict, engine: EngineConfig) -> 
 def parse_unconditional(row: dict, context: dict) -> dict:
     ids = [int(t) for t in row["prompt_token_ids"]]
     start = context["prefix_len"]
-    positions = [runner.logprob_map(pos) for pos in row["prompt_logprobs"][start:]]
+    positions = [logprob_map(pos) for pos in row["prompt_logprobs"][start:]]
     return {"logp_uncond": sequence_logprob(ids[start:], positions)}
 
 
@@ -77,37 +80,37 @@ def aggregate_proofs(pair: dict, rows: list[Settled], producer: str, round_: int
         candidates.append(Candidate(r.context["sample"], gen["proof"], len(gen["token_ids"]), gen["logp_cond"],
                                     r.result.get("logp_uncond")))
     chosen = choose(candidates, selection)
-    records = [("proofs", {"id": pair["id"], "sample": c.sample, "proof": c.proof, "num_tokens": c.num_tokens,
+    records = [(PROOFS, {"id": pair["id"], "sample": c.sample, "proof": c.proof, "num_tokens": c.num_tokens,
                            "logp_cond": c.logp_cond, "logp_uncond": c.logp_uncond, "score": c.score,
                            "wellformed": c.wellformed, "chosen": c is chosen})
                for c in candidates]
     if chosen is None:
-        return [*records, runner.reject_record(pair, f"no_usable_proof: none of {len(candidates)} proofs is "
-                                               "well formed and scored", STAGE)]
+        return [*records, reject_record(pair, f"no_usable_proof: none of {len(candidates)} proofs is "
+                                        "well formed and scored", PROVE.name)]
     rationale = {**pair, "rationale": chosen.proof, "target": proof_to_target(chosen.proof, pair["label"]),
                  "producer": producer, "round": round_, "score": chosen.score}
-    return [*records, ("rationales", rationale)]
+    return [*records, (RATIONALES, rationale)]
 
 
 def prove_pairs(labelled: str | Path | Any, out_dir: str | Path, engine: EngineConfig, prover: ProverConfig,
                 round: int) -> StageSummary:
     """Write ``rationales/`` (RATIONALE_SCHEMA plus the judge fields the input carried), ``proofs/`` (every
     candidate with its scores) and ``rejects/`` for pairs with a label (given or judged)."""
-    rows, inputs = runner.read_rows(labelled)
-    checkpoint = Checkpoint.open(out_dir, STAGE, labelled, engine, [prover, round])
+    rows, inputs = read_rows(labelled)
+    checkpoint = Checkpoint.open(out_dir, PROVE.name, labelled, engine, [prover, round])
     requests = runner.plan_requests(rows, partial(proof_requests, engine=engine, prover=prover))
     generated = runner.generate(requests, engine, parse_proof, checkpoint, "generate")
     parts = [runner.plan_settled(rows, partial(proof_requests, engine=engine, prover=prover))]
     if prover.proofs > 1 and prover.selection == "specificity":
         to_score, rest = runner.follow_up(generated, partial(unconditional_request, engine=engine))
-        if runner.num_rows(to_score):  # no engine pool for nothing to score
+        if to_score.count():  # no engine pool for nothing to score
             parts.append(runner.generate(to_score, engine, parse_unconditional, checkpoint, "unconditional"))
         parts.append(rest)
     else:
         parts.append(generated)
-    return runner.write_stage(
-        runner.union(parts), out_dir, STAGE,
-        views={"rationales": RATIONALE_OUT_SCHEMA, "proofs": PROOF_SCHEMA, "rejects": reject_schema(LABELLED_SCHEMA)},
+    return write_stage(
+        union(parts), out_dir, PROVE,
+        {RATIONALES: RATIONALE_OUT_SCHEMA, PROOFS: PROOF_SCHEMA, REJECTS: reject_schema(LABELLED_SCHEMA)},
         aggregate=partial(aggregate_proofs, producer=engine.model, round_=round, selection=prover.selection),
-        inputs=inputs, requests_per_row=prover.proofs, primary="rationales", checkpoint=checkpoint,
+        inputs=inputs, requests_per_row=prover.proofs, checkpoint=checkpoint,
     )

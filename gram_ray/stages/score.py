@@ -14,16 +14,18 @@ from typing import Any
 
 from gram_ray.config import EngineConfig, JudgeConfig
 from gram_ray.data.schemas import PAIR_SCHEMA
+from gram_ray.judging.engine import logprob_map
+from gram_ray.judging.requests import chat_ids, label_tokens, load_tokenizer, malformed, too_long
 from gram_ray.prompts import judge_prompt
 from gram_ray.prompts.verdicts import eq3
 from gram_ray.stages import runner
-from gram_ray.stages.checkpoint import Checkpoint
-from gram_ray.stages.label import label_tokens
-from gram_ray.stages.requests import chat_ids, load_tokenizer, malformed, too_long
-from gram_ray.stages.runner import Request, Settled, StageSummary
+from gram_ray.stages.outputs import REJECTS, StageOutputs, StageSummary, reject_record, write_stage
+from gram_ray.stages.resume import Checkpoint
+from gram_ray.stages.rows import Request, Settled, read_rows, union
 from gram_ray.stages.schemas import SCORE_SCHEMA, reject_schema
 
-STAGE = "score"
+SCORES = "scores"
+SCORE = StageOutputs("score", primary=SCORES)
 
 
 def score_requests(row: dict, engine: EngineConfig, judge: JudgeConfig) -> list[Request] | str:
@@ -47,14 +49,14 @@ def parse_label_probability(row: dict, context: dict, model: str) -> dict:
     first = (row.get("logprobs") or [None])[0]
     if not first:
         return {"p_a": None}
-    return {"p_a": label_tokens(model).p_a(runner.logprob_map(first))}
+    return {"p_a": label_tokens(model).p_a(logprob_map(first))}
 
 
 def aggregate_score(pair: dict, rows: list[Settled], producer: str) -> list[tuple[str, dict]]:
     p = {r.context["order"]: r.result["p_a"] for r in rows}
     if p.get("ab") is None or p.get("ba") is None:
-        return [runner.reject_record(pair, "no_label_probability: no label token logprobs came back", STAGE)]
-    return [("scores", {**pair, "p_first": p["ab"], "p_second": p["ba"], "reward": eq3(p["ab"], p["ba"]),
+        return [reject_record(pair, "no_label_probability: no label token logprobs came back", SCORE.name)]
+    return [(SCORES, {**pair, "p_first": p["ab"], "p_second": p["ba"], "reward": eq3(p["ab"], p["ba"]),
                         "judge": producer})]
 
 
@@ -63,16 +65,16 @@ def gram_score(pairs: str | Path | Any, out_dir: str | Path, engine: EngineConfi
     """Write ``scores/`` (SCORE_SCHEMA) and ``rejects/``; ``judge.template`` should be a label-only
     template (``gram``, or ``compact`` for tiny models)."""
     label_tokens(engine.model)
-    rows, inputs = runner.read_rows(pairs)
+    rows, inputs = read_rows(pairs)
     plan = partial(score_requests, engine=engine, judge=judge)
-    checkpoint = Checkpoint.open(out_dir, STAGE, pairs, engine, judge)
-    settled = runner.union([
+    checkpoint = Checkpoint.open(out_dir, SCORE.name, pairs, engine, judge)
+    settled = union([
         runner.plan_settled(rows, plan),
         runner.generate(runner.plan_requests(rows, plan), engine, partial(parse_label_probability, model=engine.model),
                         checkpoint),
     ])
-    return runner.write_stage(
-        settled, out_dir, STAGE, views={"scores": SCORE_SCHEMA, "rejects": reject_schema(PAIR_SCHEMA)},
-        aggregate=partial(aggregate_score, producer=engine.model), inputs=inputs, requests_per_row=2, primary="scores",
+    return write_stage(
+        settled, out_dir, SCORE, {SCORES: SCORE_SCHEMA, REJECTS: reject_schema(PAIR_SCHEMA)},
+        aggregate=partial(aggregate_score, producer=engine.model), inputs=inputs, requests_per_row=2,
         checkpoint=checkpoint,
     )

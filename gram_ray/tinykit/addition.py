@@ -154,7 +154,8 @@ def verify_rationale(pair_row: Mapping, rationale: str, label: str) -> str | Non
     not checked against the question's operands, so a proof can still be wrong about the question; but a
     sum copied from the labelled response, with steps that do not add up to it, is no proof (the demo's
     prover wrote such "proofs" for a third of the wrong pseudo-labels it was given). This is the filter a
-    self-training loop can apply without ground truth (``support_check: arith_verify``).
+    self-training loop can apply without ground truth, as the denoising filter's verifier plugin
+    (``filters.verifier: gram_ray.tinykit.addition:verify_rationale``).
     """
     if label not in LABELS:
         raise ValueError(f"label must be one of {LABELS}, got {label!r}")

@@ -21,10 +21,11 @@ import pytest
 from gram_ray.cli import main
 from gram_ray.config import EngineConfig, FilterConfig, JudgeConfig, ProverConfig
 from gram_ray.data.schemas import JUDGEMENT_SCHEMA, PAIR_SCHEMA, RATIONALE_SCHEMA
+from gram_ray.judging.requests import load_tokenizer
 from gram_ray.prompts import parse_answer, proof_to_target
-from gram_ray.stages import denoise, label_pairs, prove_pairs, runner
-from gram_ray.stages.requests import load_tokenizer
-from gram_ray.stages.runner import category
+from gram_ray.stages import denoise, label_pairs, prove_pairs
+from gram_ray.stages import rows as held
+from gram_ray.stages.outputs import category
 from gram_ray.stages.schemas import LABELLED_SCHEMA, PROOF_SCHEMA, RATIONALE_OUT_SCHEMA, reject_schema
 
 pytestmark = pytest.mark.integration
@@ -63,7 +64,7 @@ def split_off_corpus(expected: dict[str, str], labelled: pa.Table, judgements: p
 
 
 def test_label_prove_denoise(ray_local, tiny_kit, engine, bad_inputs, tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "LOCAL_ROWS", 0)  # the Ray Data path that large inputs take; the others here are small
+    monkeypatch.setattr(held, "LOCAL_ROWS", 0)  # the Ray Data path that large inputs take; the others here are small
     # --- label: 6 good pairs, one overlong, one malformed, and the bad-input corpus ---
     pairs = pq.read_table(tiny_kit.unlabeled[0]).to_pylist()[:6]
     overlong = {**pairs[0], "id": "overlong", "response_a": "9 " * 300}
@@ -139,7 +140,7 @@ def test_label_prove_denoise(ray_local, tiny_kit, engine, bad_inputs, tmp_path, 
     seed = pq.read_table(tiny_kit.seed_rationales).cast(RATIONALE_SCHEMA).to_pylist()
     both = write(rationales.to_pylist() + seed, RATIONALE_OUT_SCHEMA, tmp_path / "to_filter.parquet")
     config = tmp_path / "filters.yaml"
-    config.write_text("filters:\n  support_check: arith_verify\n")
+    config.write_text("filters:\n  support_check: none\n  verifier: gram_ray.tinykit.addition:verify_rationale\n")
     assert main(["denoise", "--config", str(config), both, str(tmp_path / "denoise")]) == 0  # via the CLI
 
     kept, rejects = read(tmp_path / "denoise" / "kept"), read(tmp_path / "denoise" / "rejects")
@@ -160,9 +161,10 @@ def test_small_inputs_in_the_driver_match_ray_data(ray_local, tiny_kit, tmp_path
     (tmp_path / "in").mkdir()
     files = [write(seed[:half] + flipped[:3], RATIONALE_OUT_SCHEMA, tmp_path / "in" / "a.parquet"),
              write(seed[half:] + flipped[3:], RATIONALE_OUT_SCHEMA, tmp_path / "in" / "b.parquet")]
-    filters = FilterConfig(support_check="arith_verify", max_rationale_chars=400)
+    filters = FilterConfig(support_check="none", verifier="gram_ray.tinykit.addition:verify_rationale",
+                           max_rationale_chars=400)
     local = denoise(tmp_path / "in", tmp_path / "local", filters)
-    monkeypatch.setattr(runner, "LOCAL_ROWS", 0)
+    monkeypatch.setattr(held, "LOCAL_ROWS", 0)
     distributed = denoise(tmp_path / "in", tmp_path / "ray", filters)
 
     assert len(files) == 2 and local.rejected == {"unsupported": len(flipped)} and local.kept == len(seed) >= 8

@@ -1,8 +1,9 @@
 """Row-level resume of inference stages: settled engine rows kept in ``<out>.partial/`` as they stream, and
 a re-run that sends the engine only what no earlier attempt settled.
 
-The first test drives the checkpoint with a stand-in engine (a Ray Data map) through a killed attempt,
-a truncated file, a chunk written twice and a leftover temp file; the second resumes the real label
+The first test drives the runner's engine pass with a checkpoint and a stand-in engine (a Ray Data map)
+through a killed attempt, a truncated file, a chunk written twice and a leftover temp file; the second
+resumes the real label
 stage (Ray Data + vLLM on the tiny model) from part of an uninterrupted run's rows and checks that its
 outputs are the same rows in the same order.
 """
@@ -17,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from gram_ray.config import EngineConfig, JudgeConfig
-from gram_ray.stages import checkpoint as ckpt
-from gram_ray.stages import label_pairs, runner
-from gram_ray.stages.runner import SETTLED_SCHEMA
+from gram_ray.stages import StageSummary, label_pairs, runner
+from gram_ray.stages import resume as ckpt
+from gram_ray.stages.rows import DatasetRows
 
 pytestmark = pytest.mark.integration
 
@@ -34,9 +35,9 @@ def _fake_engine(row: dict) -> dict:
             "result_json": json.dumps({"token": row["tokenized_prompt"][0]}), "error": "", "reject": ""}
 
 
-def _keys(files: list) -> list[tuple[str, str]]:
-    """The (id, sub) of every row in the settled files a checkpoint hands back."""
-    return sorted((r["id"], r["sub"]) for f in files for r in pq.read_table(f, schema=SETTLED_SCHEMA).to_pylist())
+def _keys(settled: DatasetRows) -> list[tuple[str, str]]:
+    """The (id, sub) of every settled row an engine pass hands back."""
+    return sorted((r["id"], r["sub"]) for r in settled.dataset.take_all())
 
 
 def test_checkpoint_survives_a_kill_corrupt_and_duplicate_chunks(ray_local, tmp_path, monkeypatch):
@@ -45,9 +46,12 @@ def test_checkpoint_survives_a_kill_corrupt_and_duplicate_chunks(ray_local, tmp_
     source = tmp_path / "pairs.parquet"
     pq.write_table(pa.table({"id": ["x"]}), source)
     engine = EngineConfig(model="stand-in")
-    requests = ray.data.from_items(_requests(40), override_num_blocks=10)  # blocks of 4 rows
-    run = lambda pending: pending.map(_fake_engine)  # noqa: E731
+    requests = DatasetRows(ray.data.from_items(_requests(40), override_num_blocks=10))  # blocks of 4 rows
+    monkeypatch.setattr(runner, "engine_pass", lambda pending, **_: pending.map(_fake_engine))
     monkeypatch.setattr(ckpt, "CHUNK_ROWS", 4)
+
+    def settle(checkpoint: ckpt.Checkpoint) -> DatasetRows:
+        return runner.generate(requests, engine, parse=lambda row, context: {}, checkpoint=checkpoint)
 
     # attempt 1 is killed while writing its third chunk
     writes = []
@@ -58,12 +62,12 @@ def test_checkpoint_survives_a_kill_corrupt_and_duplicate_chunks(ray_local, tmp_
             raise RuntimeError("killed")
         real_write(table, path)
 
-    real_write = ckpt._write_atomic
-    monkeypatch.setattr(ckpt, "_write_atomic", dying_write)
+    real_write = ckpt._write_table
+    monkeypatch.setattr(ckpt, "_write_table", dying_write)
     first = ckpt.Checkpoint.open(tmp_path / "out", "test", source, engine, {"k": 1})
     with pytest.raises(RuntimeError, match="killed"):
-        first.settle("engine", requests, run)
-    monkeypatch.setattr(ckpt, "_write_atomic", real_write)
+        settle(first)
+    monkeypatch.setattr(ckpt, "_write_table", real_write)
     folder = tmp_path / "out.partial" / "engine"
     assert sorted(p.name for p in folder.iterdir()) == ["a0001-00000.parquet", "a0001-00001.parquet"]
 
@@ -75,21 +79,20 @@ def test_checkpoint_survives_a_kill_corrupt_and_duplicate_chunks(ray_local, tmp_
 
     second = ckpt.Checkpoint.open(tmp_path / "out", "test", source, engine, {"k": 1})
     assert second.attempt == 2
-    settled = second.settle("engine", requests, run)
+    keys = _keys(settle(second))
     assert second.resumed == {"engine": 4} and second.sent == {"engine": 36}
-    keys = _keys(settled)
     assert keys == sorted({(r["id"], r["sub"]) for r in _requests(40)}) and len(keys) == 40
     assert not (folder / "a0002-00099.parquet").exists() and not (folder / ".a0001-00002.parquet.tmp").exists()
 
     # a finished pass is not sent again; other settings discard the folder
     third = ckpt.Checkpoint.open(tmp_path / "out", "test", source, engine, {"k": 1})
-    assert len(_keys(third.settle("engine", requests, run))) == 40
+    assert len(_keys(settle(third))) == 40
     assert third.resumed == {"engine": 40} and third.sent == {"engine": 0}
     victim = sorted(folder.glob("*.parquet"))[0]  # ... unless a file of it is damaged: its rows go again
     lost = pq.read_metadata(victim).num_rows
     victim.write_bytes(b"")
     fourth = ckpt.Checkpoint.open(tmp_path / "out", "test", source, engine, {"k": 1})
-    assert len(_keys(fourth.settle("engine", requests, run))) == 40 and fourth.sent == {"engine": lost}
+    assert len(_keys(settle(fourth))) == 40 and fourth.sent == {"engine": lost}
     other = ckpt.Checkpoint.open(tmp_path / "out", "test", source, engine, {"k": 2})
     assert other.attempt == 1 and not folder.exists()
     other.clear()
@@ -130,4 +133,4 @@ def test_label_stage_resumes_from_part_of_its_rows(ray_local, tiny_kit, tmp_path
     for name in ours:
         assert ours[name].equals(theirs[name]), name
     assert ours["labelled"].num_rows == 12 and len(set(ours["labelled"].column("id").to_pylist())) == 12
-    assert runner.StageSummary(**json.loads((tmp_path / "resumed" / "summary.json").read_text())).resumed == kept
+    assert StageSummary(**json.loads((tmp_path / "resumed" / "summary.json").read_text())).resumed == kept

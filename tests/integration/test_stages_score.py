@@ -11,10 +11,12 @@ import torch
 
 from gram_ray.config import EngineConfig, JudgeConfig
 from gram_ray.data.schemas import PAIR_SCHEMA
+from gram_ray.judging.requests import chat_ids, load_tokenizer
 from gram_ray.prompts import judge_prompt
 from gram_ray.prompts.verdicts import LabelTokens
 from gram_ray.stages import gram_score, runner
-from gram_ray.stages.requests import chat_ids, load_tokenizer
+from gram_ray.stages.outputs import StageOutputs, write_stage
+from gram_ray.stages.rows import DatasetRows
 from gram_ray.stages.schemas import SCORE_SCHEMA
 
 pytestmark = pytest.mark.integration
@@ -69,13 +71,13 @@ def test_rows_failing_in_the_engine_become_rejects_and_the_batch_survives(ray_lo
     requests = [request(f"ok{i}", ids, good) for i in range(4)]
     requests.append(request("overlong", ids * 40, good))  # longer than max_model_len, sent raw
     requests.append(request("bad-params", ids, {**good, "max_tokens": 0}))
-    settled = runner.generate(ray.data.from_items(requests), engine,
+    settled = runner.generate(DatasetRows(ray.data.from_items(requests)), engine,
                               lambda row, ctx: {"n": len(row["generated_tokens"])})
-    summary = runner.write_stage(
-        settled, tmp_path / "out", "test", views={"kept": pa.schema([pa.field("id", pa.string())]),
-                                                  "rejects": pa.schema([pa.field("id", pa.string()),
-                                                                        pa.field("reason", pa.string())])},
-        aggregate=lambda pair, rows: [("kept", pair)], inputs=len(requests), primary="kept")
+    summary = write_stage(
+        settled, tmp_path / "out", StageOutputs("test", primary="kept"),
+        {"kept": pa.schema([pa.field("id", pa.string())]),
+         "rejects": pa.schema([pa.field("id", pa.string()), pa.field("reason", pa.string())])},
+        aggregate=lambda pair, rows: [("kept", pair)], inputs=len(requests))
 
     assert summary.complete and summary.kept == 4 and summary.rejected == {"engine_error": 2}
     reasons = {r["id"]: r["reason"] for r in pq.read_table(tmp_path / "out" / "rejects").to_pylist()}

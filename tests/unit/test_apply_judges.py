@@ -12,8 +12,8 @@ from fastapi import HTTPException
 from gram_ray.apply.judges import JudgeCore, judgement_of
 from gram_ray.apply.server import Gate, response_of, strip_ends
 from gram_ray.config import JudgeConfig
+from gram_ray.judging.voting import Sample
 from gram_ray.prompts.verdicts import LabelTokens
-from gram_ray.stages.voting import Sample
 
 
 class WordTokenizer:

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gram_ray.run.driver import Driver
+from gram_ray.run.driver import Driver, ModelPath
 from gram_ray.run.manifest import ConfigChangedError, CorruptOutputError, RunDir
 
 
@@ -170,7 +170,8 @@ def test_a_redone_training_stage_starts_from_scratch_a_resumed_one_does_not(tmp_
     monkeypatch.setattr(loop, "train", fake_train)
 
     def run_pipeline(redo: set) -> None:
-        Driver(cfg=_TrainPhases(), run=RunDir(tmp_path / "runs"), redo=redo).train("rm", "rm", "base", ["d"], [])
+        driver = Driver(cfg=_TrainPhases(), run=RunDir(tmp_path / "runs"), redo=redo)
+        driver.train("rm", "rm", ModelPath("base"), ["d"], [])
 
     run_pipeline(set())
     if not redo:  # a crash after training, before the manifest recorded it

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from gram_ray.config import FilterConfig
+from gram_ray.config import ConfigError, FilterConfig, StageJobConfig, parse_config
 from gram_ray.prompts import proof_to_target
 from gram_ray.stages.filters import conclusion_verdict, reject_reason
-from gram_ray.stages.runner import category
+from gram_ray.stages.outputs import category
 from gram_ray.tinykit import digit_verify
+
+ARITHMETIC = "gram_ray.tinykit.addition:verify_rationale"
 
 PAIR = {"id": "p", "prompt": "What is 37+48?", "response_a": "85", "response_b": "84"}
 
@@ -76,12 +78,49 @@ def test_conclusion_support_check():
     assert category(reject_reason(with_rationale("Conclusion: hard to say."), cfg)) == "unsupported"
 
 
-def test_arith_verify_support_check_uses_the_tinykit_verifier():
-    cfg = FilterConfig(support_check="arith_verify")
+def test_the_tinykit_verifier_plugin_rejects_what_it_finds_unsupported():
+    cfg = FilterConfig(support_check="none", verifier=ARITHMETIC)
     good = digit_verify(37, 48, "85", "84")
     assert reject_reason(with_rationale(good, "A"), cfg) is None
-    assert category(reject_reason(with_rationale(good, "B"), cfg)) == "unsupported"
-    assert category(reject_reason(with_rationale("sum 85.", "A"), cfg)) == "unsupported"
+    assert reject_reason(with_rationale(good, "B"), cfg) == "unsupported: rationale supports A, label is B"
+    assert reject_reason(with_rationale("sum 85.", "A"), cfg) == "unsupported: no verdict for A"
+    assert reject_reason(judged(), cfg) is None  # a labelled pair without a rationale is not the verifier's
+
+
+def unsupported_unless_short(row, rationale, label):
+    """A verifier plugin for the tests below: a reason for every rationale over 12 characters."""
+    return f"{len(rationale)} chars for {label} of {row['id']}" if len(rationale) > 12 else None
+
+
+def test_a_verifier_plugin_sees_the_row_rationale_and_label_and_its_reason_rejects():
+    cfg = FilterConfig(support_check="none", verifier=f"{__name__}:unsupported_unless_short")
+    assert reject_reason(with_rationale("short", "B"), cfg) is None
+    assert reject_reason(with_rationale("long enough, surely", "B"), cfg) == "unsupported: 19 chars for B of p"
+    both = FilterConfig(support_check="conclusion", verifier=f"{__name__}:unsupported_unless_short")
+    assert reject_reason(with_rationale("Conclusion: Response B is better.", "A"), both) == (
+        "unsupported: the conclusion argues for B, label is A")  # the support check runs first
+
+
+NOT_A_FUNCTION = 42
+
+
+@pytest.mark.parametrize(("spec", "problem"), [
+    ("gram_ray.no_such_module:check", "cannot import module 'gram_ray.no_such_module': No module named"),
+    ("gram_ray.tinykit.addition:no_such_check", "module 'gram_ray.tinykit.addition' has no attribute 'no_such_check'"),
+    (f"{__name__}:NOT_A_FUNCTION", f"'{__name__}:NOT_A_FUNCTION' is not a function (it is of type int)"),
+    ("gram_ray.tinykit.addition.verify_rationale", "must look like 'package.module:function'"),
+])
+def test_a_verifier_that_cannot_be_used_fails_when_the_config_loads(spec, problem):
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"filters": {"verifier": spec}}, StageJobConfig, origin="job.yaml")
+    message = str(caught.value)
+    assert message.startswith("job.yaml: invalid configuration (1 problem(s)):")
+    assert "filters.verifier:" in message and problem in message
+
+
+def test_the_removed_arithmetic_support_check_is_an_error():
+    with pytest.raises(ConfigError, match=r"filters\.support_check"):
+        parse_config({"filters": {"support_check": "arith_verify"}}, StageJobConfig)
 
 
 def test_filter_config_rejects_crossed_length_bounds():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gram_ray.stages.proofs import Candidate, choose, is_wellformed, sequence_logprob, specificity
+from gram_ray.judging.proofs import Candidate, choose, is_wellformed, sequence_logprob, specificity
 from gram_ray.stages.prove import aggregate_proofs, parse_proof, parse_unconditional
-from gram_ray.stages.runner import Settled
+from gram_ray.stages.rows import Settled
 
 
 def ray_logprobs(*positions: dict[int, float]) -> list[dict]:

@@ -1,4 +1,5 @@
-"""The runner's pure parts: how a pair's settled rows become records, part files, atomic swap, requests."""
+"""The runner's pure parts: how a pair's settled rows become records and part files, and small stages
+held in the driver."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import json
 
 import pyarrow.parquet as pq
 
-from gram_ray.stages.requests import derive_seed, malformed, too_long
-from gram_ray.stages.runner import _PartWriter, _records_of, _swap_into_place
+from gram_ray.stages.outputs import _PartWriter, _records_of
 from gram_ray.stages.schemas import LABELLED_SCHEMA
 
 PAIR = {"id": "p1", "prompt": "q", "response_a": "a", "response_b": "b", "label": None}
@@ -71,42 +71,6 @@ def test_part_writer_rolls_files_and_writes_an_empty_part(tmp_path):
     assert pq.read_table(tmp_path / "empty").num_rows == 0
 
 
-def test_swap_into_place_replaces_an_older_output(tmp_path):
-    out, tmp = tmp_path / "label", tmp_path / ".label.tmp"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
-    tmp.mkdir()
-    (tmp / "summary.json").write_text("{}")
-    _swap_into_place(tmp, out)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["label"]
-    assert [p.name for p in out.iterdir()] == ["summary.json"]
-
-
-def test_request_helpers():
-    assert derive_seed(0, "p1", "ab", 3) == derive_seed(0, "p1", "ab", 3)
-    assert len({derive_seed(0, "p1", "ab", k) for k in range(50)}) == 50
-    assert derive_seed(1, "p1", "ab", 3) != derive_seed(0, "p1", "ab", 3)
-    assert derive_seed(0, "p1", "ab", 0) != derive_seed(0, "p1", "ba", 0)
-    assert 0 <= derive_seed(0, "x") < 2**31
-    assert malformed(PAIR) is None
-    assert malformed({**PAIR, "response_b": None}) == "malformed: response_b missing or empty"
-    assert malformed({**PAIR, "id": ""}) == "malformed: missing id"
-    assert malformed(PAIR, need_label=True).startswith("no_label")
-    assert malformed({**PAIR, "label": "C"}, need_label=True).startswith("invalid_label")
-    assert too_long(511, 512) is None
-    assert too_long(512, 512) == "prompt_too_long: 512 tokens, max_model_len 512"
-
-
-
-def test_logprob_map_reads_both_shapes_arrow_may_leave():
-    from gram_ray.stages.runner import logprob_map
-
-    as_maps = {7: {"logprob": -0.5, "rank": 1, "decoded_token": "A"}}
-    as_struct = {"7": {"logprob": -0.5, "rank": 1, "decoded_token": "A"}, "9": None}
-    assert logprob_map(as_maps) == logprob_map(as_struct) == {7: -0.5}
-    assert logprob_map(None) == {}
-
-
 def test_a_small_stage_runs_in_the_driver_without_ray_data(tmp_path, monkeypatch):
     """Small inputs never start a Ray Data job: denoise (no engine) runs on two files whose column types
     disagree, sorts by pair, and accounts for every row, with Ray Data's readers made to fail."""
@@ -135,7 +99,7 @@ def test_a_small_stage_runs_in_the_driver_without_ray_data(tmp_path, monkeypatch
 def test_a_reject_with_values_of_the_wrong_type_still_fits_its_file():
     import pyarrow as pa
 
-    from gram_ray.stages.runner import fit_reject
+    from gram_ray.stages.outputs import fit_reject
     from gram_ray.stages.schemas import reject_schema
 
     schema = reject_schema(LABELLED_SCHEMA)

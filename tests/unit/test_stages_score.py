@@ -7,7 +7,7 @@ import math
 import pytest
 
 from gram_ray.prompts.verdicts import LabelTokens
-from gram_ray.stages.runner import Settled
+from gram_ray.stages.rows import Settled
 from gram_ray.stages.score import aggregate_score
 
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from gram_ray.judging.voting import Sample, combine, decide, judgement_record, read_sample, summarise_pass, to_stored
 from gram_ray.prompts.verdicts import LabelTokens
-from gram_ray.stages.voting import Sample, combine, decide, judgement_record, read_sample, summarise_pass, to_stored
 
 LABELS = LabelTokens(a=(10, 11), b=(20, 21))  # e.g. "A", " A" and "B", " B"
 

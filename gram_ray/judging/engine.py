@@ -1,14 +1,16 @@
-"""EngineConfig -> a ``ray.data.llm`` processor: the one place that knows ray.data.llm's knobs.
+"""EngineConfig -> vLLM: the one place that knows vLLM's and ``ray.data.llm``'s knobs.
 
 Prompts arrive as token ids with per-row sampling parameters (see ``requests``), so the processor's own
 chat-template, tokenize and detokenize stages are switched off. Rows that fail in the engine come back
 with ``__inference_error__`` instead of failing the job (``should_continue_on_error``); such rows skip
-the postprocess function, which the runner allows for.
+the postprocess function, which ``engine_pass`` allows for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gram_ray.config import EngineConfig
@@ -78,8 +80,6 @@ def build_engine_processor(engine: EngineConfig, postprocess: Callable[[dict], d
     """A processor for rows holding ``tokenized_prompt`` and ``sampling_json``; ``postprocess`` sees the
     engine's output row (``generated_tokens``, ``generated_text``, ``logprobs``, ``prompt_logprobs``, ...)
     with the input columns carried along."""
-    import json
-
     from ray.data.llm import build_processor
 
     return build_processor(
@@ -87,3 +87,39 @@ def build_engine_processor(engine: EngineConfig, postprocess: Callable[[dict], d
         preprocess=lambda row: {"sampling_params": json.loads(row["sampling_json"])},
         postprocess=postprocess,
     )
+
+
+def engine_pass(requests: Any, engine: EngineConfig, postprocess: Callable[[dict], dict],
+                columns: Sequence[str]) -> Any:
+    """``requests`` (a Ray Dataset of rows with ``tokenized_prompt``, ``sampling_json`` and any columns to
+    carry) through an engine pool, lazily: one row per request holding ``columns`` and ``error``. A request
+    the engine failed skipped ``postprocess``: its ``columns`` are those it carried ("" for the others) and
+    ``error`` says why; every other row has ``error`` "".
+    """
+    processor = build_engine_processor(engine, postprocess)
+
+    def settle(row: dict) -> dict:
+        out = {c: row.get(c) or "" for c in columns}
+        out["error"] = row.get("__inference_error__") or ""
+        return out
+
+    return processor(requests).map(settle)
+
+
+def logprob_map(position: Any) -> dict[int, float]:
+    """One position of an engine row's ``logprobs``/``prompt_logprobs`` as {token id: logprob}.
+
+    Rows reach the postprocess through Arrow, which may have turned the {id: {logprob, ...}} maps into
+    structs: keys become strings and ids seen only at other positions appear with None values.
+    """
+    if not position:
+        return {}
+    return {int(t): float(v["logprob"] if isinstance(v, dict) else v) for t, v in position.items() if v is not None}
+
+
+def llm_kwargs(cfg: EngineConfig) -> dict[str, Any]:
+    """``vllm.LLM`` / ``AsyncEngineArgs`` keyword arguments of an engine section; sets the CPU backend's
+    environment (vLLM reads it when the engine starts)."""
+    for key, value in engine_env(cfg).items():
+        os.environ.setdefault(key, value)
+    return {"model": cfg.model, **engine_kwargs(cfg)}

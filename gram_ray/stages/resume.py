@@ -4,26 +4,28 @@ stream, and a re-run sends the engine only the requests that no earlier attempt 
 Why not Ray Data's checkpointing (``DataContext.checkpoint_config``): it filters *input* rows by a unique
 id column in a read -> map -> write plan. Here one pair expands into several requests (votes, orders,
 proofs), a stage may run two engine passes, and pairs are aggregated in the driver after a sort, so a
-pair id is neither unique per engine row nor "done" when one of its rows is. The runner instead keys
-every engine row by (``id``, ``sub``) and anti-joins the requests against what was written.
+pair id is neither unique per engine row nor "done" when one of its rows is. Every engine row is keyed
+instead by (``id``, ``sub``), and the requests are anti-joined against what was written.
 
 Layout: ``resume.json`` (a fingerprint of the stage's inputs, settings and model files; a folder with
 another fingerprint is discarded rather than mixed in) and one sub-folder per engine pass holding
 ``a<attempt>-<chunk>.parquet`` files of SETTLED_SCHEMA rows plus ``_complete`` once the pass finished.
-The driver writes each file atomically (temp file, fsync, rename), so a killed driver leaves whole files
-only. On load an unreadable file is dropped (its rows are computed again) and rows that an earlier
+The driver writes each file atomically (``data.files.atomic_write``), so a killed driver leaves whole
+files only. On load an unreadable file is dropped (its rows are computed again) and rows that an earlier
 attempt already holds are dropped from later files, so no (id, sub) is counted twice; several rows with
 one key inside one attempt are genuine duplicate inputs and are kept for the runner to reject.
+
+The runner asks a ``Checkpoint`` three things per engine pass, in this order: which requests are still
+``pending``, to ``keep`` the rows the engine settled for them, and the ``files`` holding all of the pass's
+rows.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gram_ray.config import EngineConfig, config_hash
-from gram_ray.run.manifest import atomic_write_text
-from gram_ray.stages.runner import SETTLED_SCHEMA, settled_batches
+from gram_ray.data.files import atomic_write, atomic_write_text, fingerprint
+from gram_ray.stages.rows import SETTLED_SCHEMA, settled_batches
 
 RESUME = "resume.json"
 COMPLETE = "_complete"
@@ -51,28 +53,19 @@ def _unsettled(batch: pa.Table, done: pa.Array) -> pa.Table:
     return batch.filter(pc.invert(pc.is_in(_keys(batch), value_set=done)))
 
 
-def _file_stats(path: Path) -> list[list]:
-    """(name, bytes, mtime) of a file or of every file under a folder: cheap, and changes when it is rewritten."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
-
-
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def _write_table(table: pa.Table, path: Path) -> None:
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 class Checkpoint:
     """The partial folder of one stage run (see the module docstring); ``open`` it, pass it to
-    ``runner.generate`` for every engine pass and to ``runner.write_stage``, which clears it."""
+    ``runner.generate`` for every engine pass and to ``outputs.write_stage``, which clears it."""
 
     def __init__(self, folder: Path, stage: str, attempt: int):
         self.folder, self.stage, self.attempt = folder, stage, attempt
         self.resumed: dict[str, int] = {}  # engine pass -> rows taken from earlier attempts
         self.sent: dict[str, int] = {}  # engine pass -> rows settled by the engine in this attempt
+        self._files: dict[str, list[Path]] = {}  # engine pass -> its chunk files so far
 
     @classmethod
     def open(cls, out_dir: str | Path, stage: str, source: Any, engine: EngineConfig, settings: object
@@ -84,17 +77,17 @@ class Checkpoint:
         out_dir = Path(out_dir)
         folder = out_dir.with_name(f"{out_dir.name}.partial")
         model = Path(engine.model)
-        fingerprint = config_hash({"stage": stage, "inputs": _file_stats(Path(source).resolve()), "engine": engine,
-                                   "model": _file_stats(model) if model.exists() else engine.model,
-                                   "settings": settings})
+        identity = config_hash({"stage": stage, "inputs": fingerprint(Path(source).resolve()), "engine": engine,
+                                "model": fingerprint(model) if model.exists() else engine.model,
+                                "settings": settings})
         previous = cls._state(folder)
-        if previous.get("fingerprint") != fingerprint:
+        if previous.get("fingerprint") != identity:
             if folder.exists():
                 print(f"[{stage}] discarding {folder}: written for other inputs or settings", flush=True)
                 shutil.rmtree(folder)
             previous = {}
         attempt = previous.get("attempts", 0) + 1
-        atomic_write_text(folder / RESUME, json.dumps({"fingerprint": fingerprint, "attempts": attempt}) + "\n")
+        atomic_write_text(folder / RESUME, json.dumps({"fingerprint": identity, "attempts": attempt}) + "\n")
         return cls(folder, stage, attempt)
 
     @staticmethod
@@ -104,24 +97,54 @@ class Checkpoint:
         except (OSError, ValueError):
             return {}
 
-    def settle(self, name: str, requests: Any, run: Callable[[Any], Any]) -> list[Path]:
-        """The files holding the settled rows of engine pass ``name`` for ``requests``: those written by
-        earlier attempts plus ``run`` (requests -> settled rows) over the rest, each chunk written here as
-        it streams."""
+    def pending(self, name: str, requests: Any) -> Any | None:
+        """The requests (a Ray Dataset) of engine pass ``name`` that no earlier attempt settled, or None
+        when an earlier attempt finished the pass."""
         folder = self.folder / name
         folder.mkdir(parents=True, exist_ok=True)
         files, done = self._load(folder)
+        self._files[name] = files
         self.resumed[name], self.sent[name] = len(done), 0
         if (folder / COMPLETE).exists():
             print(f"[{self.stage}] {name}: all {len(done)} engine rows were settled by an earlier attempt", flush=True)
-        else:
-            if len(done):
-                print(f"[{self.stage}] {name}: resuming, {len(done)} engine rows settled by an earlier attempt; "
-                      "sending only the others to the engine", flush=True)
-                requests = requests.map_batches(_unsettled, batch_format="pyarrow", fn_kwargs={"done": done})
-            files += self._write(folder, run(requests), name)
-            (folder / COMPLETE).touch()
-        return files
+            return None
+        if not len(done):
+            return requests
+        print(f"[{self.stage}] {name}: resuming, {len(done)} engine rows settled by an earlier attempt; "
+              "sending only the others to the engine", flush=True)
+        return requests.map_batches(_unsettled, batch_format="pyarrow", fn_kwargs={"done": done})
+
+    def keep(self, name: str, settled: Any) -> None:
+        """Stream ``settled`` (a Ray Dataset) into chunk files of this attempt: the first rows as soon as they
+        settle, then every CHUNK_ROWS rows or CHUNK_SECONDS, whichever comes first; then mark the pass
+        complete."""
+        folder = self.folder / name
+        written: list[Path] = []
+        buffer: list[pa.Table] = []
+        last = float("-inf")
+
+        def flush() -> None:
+            path = folder / f"a{self.attempt:04d}-{len(written):05d}.parquet"
+            table = pa.concat_tables(buffer)
+            _write_table(table, path)
+            written.append(path)
+            buffer.clear()
+            self.sent[name] += table.num_rows
+            print(f"[{self.stage}] {name}: {self.sent[name]} engine rows settled and checkpointed", flush=True)
+
+        for batch in settled_batches(settled):
+            buffer.append(batch)
+            if sum(t.num_rows for t in buffer) >= CHUNK_ROWS or time.monotonic() - last >= CHUNK_SECONDS:
+                flush()
+                last = time.monotonic()
+        if buffer:
+            flush()
+        self._files[name] += written
+        (folder / COMPLETE).touch()
+
+    def files(self, name: str) -> list[Path]:
+        """The files holding every settled row of engine pass ``name``, earlier attempts' and this one's."""
+        return list(self._files[name])
 
     def _load(self, folder: Path) -> tuple[list[Path], pa.Array]:
         """(the pass's intact chunk files, the keys of their rows), after dropping unreadable files,
@@ -151,38 +174,13 @@ class Checkpoint:
                               "earlier attempt already settled", flush=True)
                         table = fresh
                         if table.num_rows:
-                            _write_atomic(table, path)
+                            _write_table(table, path)
                         else:
                             path.unlink()
                 if table.num_rows:
                     files.append(path)
                     keys.append(_keys(table))
         return files, (pa.concat_arrays(keys) if keys else pa.array([], pa.string()))
-
-    def _write(self, folder: Path, settled: Any, name: str) -> list[Path]:
-        """Stream ``settled`` into chunk files of this attempt: the first rows as soon as they settle, then
-        every CHUNK_ROWS rows or CHUNK_SECONDS, whichever comes first."""
-        files: list[Path] = []
-        buffer: list[pa.Table] = []
-        last = float("-inf")
-
-        def flush() -> None:
-            path = folder / f"a{self.attempt:04d}-{len(files):05d}.parquet"
-            table = pa.concat_tables(buffer)
-            _write_atomic(table, path)
-            files.append(path)
-            buffer.clear()
-            self.sent[name] += table.num_rows
-            print(f"[{self.stage}] {name}: {self.sent[name]} engine rows settled and checkpointed", flush=True)
-
-        for batch in settled_batches(settled):
-            buffer.append(batch)
-            if sum(t.num_rows for t in buffer) >= CHUNK_ROWS or time.monotonic() - last >= CHUNK_SECONDS:
-                flush()
-                last = time.monotonic()
-        if buffer:
-            flush()
-        return files
 
     def clear(self) -> None:
         """Forget the partial rows once the stage's outputs are in place."""

@@ -1,4 +1,4 @@
-"""Turning rows into engine requests: the chat template, token ids, length checks and seeds.
+"""Turning rows into engine requests: the chat template, token ids, length checks, seeds, label tokens.
 
 Prompts are rendered and tokenized here, not by ``ray.data.llm``'s chat-template and tokenize stages,
 because a prompt's length must be known *before* the engine (one overlong prompt must not reach it) and
@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from gram_ray.data.schemas import LABELS
+from gram_ray.prompts.verdicts import LabelTokens
 
 PAIR_TEXT = ("prompt", "response_a", "response_b")
 
@@ -23,6 +24,12 @@ def load_tokenizer(model: str) -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(model)
+
+
+@lru_cache(maxsize=4)
+def label_tokens(model: str) -> LabelTokens:
+    """The label tokens of a model's tokenizer, once per worker process like the tokenizer itself."""
+    return LabelTokens.from_tokenizer(load_tokenizer(model))
 
 
 def chat_ids(tokenizer: Any, user_text: str) -> list[int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gram_ray.config import EngineConfig
-from gram_ray.stages.engine import engine_env, engine_kwargs, placement_bundles, processor_config
+from gram_ray.judging.engine import engine_env, engine_kwargs, logprob_map, placement_bundles, processor_config
 
 
 def test_cpu_engine_settings():
@@ -29,3 +29,10 @@ def test_gpu_engine_settings():
     kwargs = engine_kwargs(engine)
     assert kwargs["dtype"] == "bfloat16" and kwargs["tensor_parallel_size"] == 2
     assert kwargs["gpu_memory_utilization"] == 0.8 and "enable_chunked_prefill" not in kwargs
+
+
+def test_logprob_map_reads_both_shapes_arrow_may_leave():
+    as_maps = {7: {"logprob": -0.5, "rank": 1, "decoded_token": "A"}}
+    as_struct = {"7": {"logprob": -0.5, "rank": 1, "decoded_token": "A"}, "9": None}
+    assert logprob_map(as_maps) == logprob_map(as_struct) == {7: -0.5}
+    assert logprob_map(None) == {}
