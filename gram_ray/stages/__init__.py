@@ -24,9 +24,9 @@ Every ``rejects/`` row is the input row plus ``reason`` ("<category>: <detail>")
 
 from gram_ray.stages.denoise import DENOISE, denoise
 from gram_ray.stages.label import LABEL, label_pairs
-from gram_ray.stages.outputs import REJECTS, StageOutputs, StageSummary
+from gram_ray.stages.outputs import StageOutputs, StageSummary
 from gram_ray.stages.prove import PROVE, prove_pairs
 from gram_ray.stages.score import SCORE, gram_score
 
-__all__ = ["DENOISE", "LABEL", "PROVE", "REJECTS", "SCORE", "StageOutputs", "StageSummary", "denoise", "gram_score",
-           "label_pairs", "prove_pairs"]
+__all__ = ["DENOISE", "LABEL", "PROVE", "SCORE", "StageOutputs", "StageSummary", "denoise", "gram_score", "label_pairs",
+           "prove_pairs"]

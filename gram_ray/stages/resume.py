@@ -27,7 +27,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,6 +36,9 @@ import pyarrow.parquet as pq
 from gram_ray.config import EngineConfig, config_hash
 from gram_ray.data.files import atomic_write, atomic_write_text, fingerprint
 from gram_ray.stages.rows import SETTLED_SCHEMA, settled_batches
+
+if TYPE_CHECKING:
+    from ray.data import Dataset
 
 RESUME = "resume.json"
 COMPLETE = "_complete"
@@ -68,7 +71,7 @@ class Checkpoint:
         self._files: dict[str, list[Path]] = {}  # engine pass -> its chunk files so far
 
     @classmethod
-    def open(cls, out_dir: str | Path, stage: str, source: Any, engine: EngineConfig, settings: object
+    def open(cls, out_dir: str | Path, stage: str, source: str | Path | Dataset, engine: EngineConfig, settings: object
              ) -> Checkpoint | None:
         """The checkpoint for writing ``out_dir`` from ``source`` (a Parquet path; a Ray Dataset has no
         stable identity, so it gets none) with ``engine`` and the stage's other ``settings``."""
@@ -97,8 +100,8 @@ class Checkpoint:
         except (OSError, ValueError):
             return {}
 
-    def pending(self, name: str, requests: Any) -> Any | None:
-        """The requests (a Ray Dataset) of engine pass ``name`` that no earlier attempt settled, or None
+    def pending(self, name: str, requests: Dataset) -> Dataset | None:
+        """The requests of engine pass ``name`` that no earlier attempt settled, or None
         when an earlier attempt finished the pass."""
         folder = self.folder / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -114,8 +117,8 @@ class Checkpoint:
               "sending only the others to the engine", flush=True)
         return requests.map_batches(_unsettled, batch_format="pyarrow", fn_kwargs={"done": done})
 
-    def keep(self, name: str, settled: Any) -> None:
-        """Stream ``settled`` (a Ray Dataset) into chunk files of this attempt: the first rows as soon as they
+    def keep(self, name: str, settled: Dataset) -> None:
+        """Stream ``settled`` into chunk files of this attempt: the first rows as soon as they
         settle, then every CHUNK_ROWS rows or CHUNK_SECONDS, whichever comes first; then mark the pass
         complete."""
         folder = self.folder / name

@@ -20,12 +20,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gram_ray.data.io import parquet_files, parquet_rows
+
+if TYPE_CHECKING:
+    from ray.data import Dataset
 
 SETTLED_COLUMNS = ("id", "sub", "pair_json", "context_json", "result_json", "error", "reject")
 SETTLED_SCHEMA = pa.schema([pa.field(c, pa.string()) for c in SETTLED_COLUMNS])
@@ -93,7 +96,7 @@ class LocalRows:
 class DatasetRows:
     """Rows in a Ray Dataset (lazy until something consumes or materializes it)."""
 
-    dataset: Any  # ray.data.Dataset
+    dataset: Dataset
 
     def map_batches(self, fn: Batch, **kwargs: Any) -> DatasetRows:
         return DatasetRows(self.dataset.map_batches(fn, batch_format="pyarrow", fn_kwargs=kwargs))
@@ -111,7 +114,7 @@ class DatasetRows:
 Rows = LocalRows | DatasetRows
 
 
-def read_rows(source: str | Path | Any) -> tuple[Rows, int]:
+def read_rows(source: str | Path | Dataset) -> tuple[Rows, int]:
     """(rows, their count): a Ray Dataset as given; a Parquet file or folder held in the driver when it is
     small, else read by Ray Data (counted from the footers, without a job)."""
     import ray.data
@@ -135,7 +138,7 @@ def union(parts: Sequence[Rows]) -> Rows:
     return DatasetRows(first.union(*rest) if rest else first)
 
 
-def settled_batches(dataset: Any) -> Iterator[pa.Table]:
+def settled_batches(dataset: Dataset) -> Iterator[pa.Table]:
     """A Ray Dataset of settled rows as SETTLED_SCHEMA tables, as they stream."""
     for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
         if batch.num_rows:

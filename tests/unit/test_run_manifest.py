@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gram_ray.run.driver import Driver, ModelPath
+from gram_ray.run.driver import Driver, ModelPath, StageRef, round_stage, round_tag
 from gram_ray.run.manifest import ConfigChangedError, CorruptOutputError, RunDir
 
 
@@ -178,3 +178,30 @@ def test_a_redone_training_stage_starts_from_scratch_a_resumed_one_does_not(tmp_
         RunDir(tmp_path / "runs").forget("rm")
     run_pipeline(redo)
     assert seen == [(False, False), (not from_scratch, not from_scratch)]
+
+
+def test_a_training_stage_starts_from_a_stage_model_or_a_path_said_which(tmp_path, monkeypatch):
+    """``StageRef`` starts from the model a finished stage exported, ``ModelPath`` from the path as given,
+    even one that reads like a stage's name."""
+    import gram_ray.train.loop as loop
+
+    started: list[str] = []
+
+    def fake_train(cfg):
+        started.append(cfg.model)
+        out = Path(cfg.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "weights").write_text(cfg.model)
+        return out
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    d = Driver(cfg=_TrainPhases(), run=RunDir(tmp_path / "runs"), redo=set())
+    first = d.train("rm", "rm", ModelPath("base-model"), ["d"], [])
+    second = d.train("rm_again", "rm", StageRef("rm"), ["d"], ["rm"])
+    third = d.train("rm_path", "rm", ModelPath("rm"), ["d"], [])  # a path that happens to share a stage's name
+    assert started == ["base-model", first, "rm"] and second != first and third != second
+
+
+def test_round_stage_names():
+    assert round_tag(0) == "r00" and round_tag(12) == "r12"
+    assert round_stage("label", 1) == "label_r01" and round_stage("rm", 0) == "rm_r00"
