@@ -67,7 +67,9 @@ class Driver:
                 discard_training(cfg)
             return {"model": str(train(cfg))}, {"phase": phase}
 
-        settings = {"phase": self.cfg.train[phase], "data": data, "start": start, "length": length}
+        # the settings the config writes for the phase, not the defaults: a new default leaves finished stages be
+        given = self.cfg.train[phase].model_dump(mode="json", exclude_unset=True)
+        settings = {"phase": given, "data": data, "start": start, "length": length}
         return self.stage(name, settings, upstream, fn).outputs["model"]
 
     def infer(self, name: str, settings: object, upstream: list[str], run_stage: Callable[[], Any],
@@ -85,7 +87,7 @@ class Driver:
 
     def engine(self, model_stage: str) -> Any:
         """The pipeline's engine settings pointed at a stage's model."""
-        return self.cfg.engine.model_copy(update={"model": self.path(model_stage, "model")})
+        return self.cfg.engine.for_model(self.path(model_stage, "model"))
 
     def redoes(self, name: str) -> bool:
         """Whether stage ``name`` runs again even if finished: asked for, or after a redone stage."""

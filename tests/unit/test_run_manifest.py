@@ -141,7 +141,9 @@ class _TrainPhases:
     """The part of a pipeline config ``Driver.train`` reads."""
 
     def __init__(self) -> None:
-        self.train = {"rm": {}}
+        from gram_ray.config import TrainSettings
+
+        self.train = {"rm": TrainSettings()}
 
     def train_config(self, phase: str, model: str, data: list[str], output_dir: str):
         from gram_ray.config import TrainConfig
