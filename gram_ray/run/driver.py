@@ -67,7 +67,7 @@ class Driver:
                 discard_training(cfg)
             return {"model": str(train(cfg))}, {"phase": phase}
 
-        # the settings the config writes for the phase, not the defaults: a new default leaves finished stages be
+        # the settings the config writes for the phase, not the defaults: a new default leaves finished stages alone
         given = self.cfg.train[phase].model_dump(mode="json", exclude_unset=True)
         settings = {"phase": given, "data": data, "start": start, "length": length}
         return self.stage(name, settings, upstream, fn).outputs["model"]

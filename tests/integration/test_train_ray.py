@@ -37,7 +37,7 @@ from gram_ray.prompts import judge_prompt, proof_to_target
 from gram_ray.tinykit import digit_verify
 from gram_ray.train.batching import micro_batches_per_epoch
 from gram_ray.train.export import read_manifest
-from gram_ray.train.loop import RAY_TRAIN_SNAPSHOT, registered_checkpoint, run_location
+from gram_ray.train.trainer import RAY_TRAIN_SNAPSHOT, registered_checkpoint, run_location
 
 pytestmark = pytest.mark.integration
 

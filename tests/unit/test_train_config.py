@@ -8,9 +8,9 @@ import pytest
 from gram_ray.config import ConfigError, TrainConfig, config_hash, load_config
 from gram_ray.train.deepspeed_config import deepspeed_config
 from gram_ray.train.export import MANIFEST, write_manifest
-from gram_ray.train.loop import (
+from gram_ray.train.loop import Progress
+from gram_ray.train.trainer import (
     RAY_TRAIN_SNAPSHOT,
-    Progress,
     _complete_export,
     make_plan,
     registered_checkpoint,
