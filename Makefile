@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(STAMP)
-	$(PY) pipelines/selftrain.py --config pipelines/configs/demo.yaml
+	$(PY) pipelines/selftrain.py --config pipelines/configs/selftrain/demo.yaml
 
 # `slow` = whole-pipeline runs (job submission, kill-and-resume): minutes each on 2 cores; `make test-all`.
 test: $(STAMP)

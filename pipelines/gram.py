@@ -1,6 +1,6 @@
 """GRAM (generative foundation reward model, two stages), as one driver.
 
-    python pipelines/gram.py --config pipelines/configs/gram-demo.yaml
+    python pipelines/gram.py --config pipelines/configs/gram/demo.yaml
 
 Stage 1 trains -log p([y_a, y_b] | x) on unlabeled pairs (both orders); stage 2 trains the label token
 after the judge prompt with label smoothing (a regularised Bradley-Terry loss); an optional adaptation

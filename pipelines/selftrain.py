@@ -1,7 +1,7 @@
 """GRAM-R2 self-training, as one driver.
 
-    python pipelines/selftrain.py --config pipelines/configs/demo.yaml
-    ray job submit --working-dir . -- python pipelines/selftrain.py --config pipelines/configs/paper-8b.yaml
+    python pipelines/selftrain.py --config pipelines/configs/selftrain/demo.yaml
+    ray job submit --working-dir . -- python pipelines/selftrain.py --config pipelines/configs/selftrain/paper-8b.yaml
 
 Recipe: train the prover on the rationale seed set -> the prover writes rationales for the rationale-free
 labeled set -> train the initial RM on them -> for each round over a fresh unlabeled source: the RM labels,
@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from gram_ray.apply.judges import JudgeKind
-from gram_ray.config import EngineConfig, JudgeConfig, SelfTrainConfig
+from gram_ray.config import EngineSettings, JudgeConfig, SelfTrainConfig
 from gram_ray.run.driver import (
     MODEL,
     Driver,
@@ -39,7 +39,7 @@ from gram_ray.run.report import label_accuracy, write_report
 RM, EVAL = "rm", "eval"  # the pipeline's own per-round stages beside the inference stages': rm_r01, eval_r01
 
 
-def _room_for_an_evaluation_aside(engine: EngineConfig) -> bool:
+def _room_for_an_evaluation_aside(engine: EngineSettings) -> bool:
     """Whether the cluster holds an inference stage's engine pool with a CPU for its Ray Data map tasks and,
     beside them, an evaluation's engine: with less, the two would wait on each other's resources."""
     import ray
@@ -134,7 +134,7 @@ def selftrain(d: Driver) -> None:
         baselines: dict[str, Future[float]] = {}
         if "label_only" in cfg.train:
             d.train("label_only", "label_only", base, [data["labeled"], seed], ["data"])
-            judge = cfg.judge.model_copy(update={"template": cfg.train["label_only"].get("template", "gram")})
+            judge = cfg.judge.model_copy(update={"template": cfg.train["label_only"].template})
             baselines["label_only_heldout_accuracy"] = aside(evaluate, "eval_label_only", "label_only", judge, "label")
         if cfg.control and cfg.rounds:
             # The rounds' retraining without unlabeled data, in one launch: every round's steps on from the

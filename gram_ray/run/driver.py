@@ -98,7 +98,9 @@ class Driver:
             return {MODEL: str(train(cfg))}, {"phase": phase}
 
         origin = start.stage if isinstance(start, StageRef) else start.path
-        settings = {"phase": self.cfg.train[phase], "data": data, "start": origin, "length": length}
+        # the settings the config writes for the phase, not the defaults: a new default leaves finished stages alone
+        given = self.cfg.train[phase].model_dump(mode="json", exclude_unset=True)
+        settings = {"phase": given, "data": data, "start": origin, "length": length}
         return self.stage(name, settings, upstream, fn).outputs[MODEL]
 
     def infer(self, name: str, settings: object, upstream: list[str], run_stage: Callable[[], Any],
@@ -116,7 +118,7 @@ class Driver:
 
     def engine(self, model_stage: str) -> Any:
         """The pipeline's engine settings pointed at a stage's model."""
-        return self.cfg.engine.model_copy(update={"model": self.path(model_stage, MODEL)})
+        return self.cfg.engine.for_model(self.path(model_stage, MODEL))
 
     def redoes(self, name: str) -> bool:
         """Whether stage ``name`` runs again even if finished: asked for, or after a redone stage."""

@@ -37,7 +37,7 @@ def _config(kit, runs: Path) -> dict:
         "base_model": str(kit.model_dir),
         "data": {"unlabeled": [str(p) for p in kit.unlabeled], "labeled": str(kit.labeled),
                  "heldout": str(kit.heldout), "adaptation": str(kit.seed_rationales)},
-        "engine": {"model": "set-per-stage", "accelerator": "cpu", "max_model_len": 256, "batch_size": 8},
+        "engine": {"accelerator": "cpu", "max_model_len": 256, "batch_size": 8},
         "judge": {"template": "compact"},
         "train": {"stage1": {**phase, "objective": "gram_stage1"},
                   "stage2": {**phase, "objective": "gram_stage2", "label_smoothing": 0.1},

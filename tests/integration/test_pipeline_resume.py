@@ -31,7 +31,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from gram_ray.train.export import read_manifest
-from gram_ray.train.loop import registered_checkpoint
+from gram_ray.train.trainer import registered_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "tests" / "integration" / "configs" / "selftrain_tiny.yaml"

@@ -10,7 +10,7 @@ starting from the previous run's export (so the later two are also adaptations o
 
 Each run must lower its loss; the ZeRO-3 and ZeRO-2 exports must load in vLLM and generate. Stage 2
 (two launches: killed, resumed) is marked slow. Its labels are all "A" (the correct sum is put on side
-A): a tiny label-only judge cannot learn the task in a dozen steps (demo-probe.md), but it can learn the
+A): a tiny label-only judge cannot learn the task in a dozen steps (nor in thousands), but it can learn the
 label prior, which is enough to see the loss fall; that the loss reads the right logits of every sample
 is the unit tests' job.
 """
@@ -37,7 +37,7 @@ from gram_ray.prompts import judge_prompt, proof_to_target
 from gram_ray.tinykit import digit_verify
 from gram_ray.train.batching import micro_batches_per_epoch
 from gram_ray.train.export import read_manifest
-from gram_ray.train.loop import RAY_TRAIN_SNAPSHOT, registered_checkpoint, run_location
+from gram_ray.train.trainer import RAY_TRAIN_SNAPSHOT, registered_checkpoint, run_location
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,7 @@ def pairs(tiny_kit) -> list[dict]:
 @pytest.fixture(scope="module")
 def stage1(ray_local, tiny_kit, tmp_path_factory) -> tuple[Path, TrainConfig]:
     out = tmp_path_factory.mktemp("stage1") / "model"
-    cfg = load_config(CONFIGS / "train_tiny_gram_stage1.yaml", TrainConfig, {
+    cfg = load_config(CONFIGS / "train" / "tiny_gram_stage1.yaml", TrainConfig, {
         **TWO_WORKERS, "model": str(tiny_kit.model_dir), "output_dir": str(out), "zero_stage": 3,
         "data": [str(p) for p in tiny_kit.unlabeled] + [str(tiny_kit.labeled)],  # 80 pairs -> 160 examples
         "micro_batch_size": 8, "max_steps": 10,
@@ -87,7 +87,7 @@ def judge(stage1, pairs, tmp_path_factory) -> tuple[Path, TrainConfig]:
     root = tmp_path_factory.mktemp("judge")
     rows = [_rationale_row(row) for row in pairs]
     pq.write_table(pa.Table.from_pylist(rows, schema=RATIONALE_SCHEMA), root / "rationales.parquet")
-    cfg = load_config(CONFIGS / "train_tiny_rm.yaml", TrainConfig, {
+    cfg = load_config(CONFIGS / "train" / "tiny_rm.yaml", TrainConfig, {
         **TWO_WORKERS, "model": str(stage1[0]), "data": [str(root / "rationales.parquet")],
         "output_dir": str(root / "model"), "zero_stage": 2, "micro_batch_size": 4, "max_steps": 7,
         "max_length": 69,  # the kit's judge examples are 68 or 70 tokens long (70: a carry step)
@@ -106,7 +106,7 @@ def _stage2_config(root: Path, judge_model: Path, pairs: list[dict], **settings)
         rows.append({**row, "response_a": a, "response_b": b, "label": "A"})
     unlabeled = [{**rows[0], "id": f"unlabeled-{i}", "label": None} for i in range(3)]
     pq.write_table(pa.Table.from_pylist(rows + unlabeled, schema=PAIR_SCHEMA), root / "pairs.parquet")
-    return load_config(CONFIGS / "train_tiny_gram_stage2.yaml", TrainConfig, {
+    return load_config(CONFIGS / "train" / "tiny_gram_stage2.yaml", TrainConfig, {
         **TWO_WORKERS, "model": str(judge_model), "data": [str(root / "pairs.parquet")],
         "output_dir": str(root / "model"), "zero_stage": 2, "micro_batch_size": 2, "learning_rate": 2e-3,
         **settings,

@@ -58,7 +58,7 @@ def test_an_override_changes_only_the_aliased_section_it_names():
     plain = load_config(tiny, SelfTrainConfig)
     assert plain.train["rm_round"] == plain.train["rm"]
     cfg = load_config(tiny, SelfTrainConfig, overrides=parse_overrides(["train.rm_round.max_steps=60"]))
-    assert cfg.train["rm_round"]["max_steps"] == 60
+    assert cfg.train["rm_round"].max_steps == 60
     assert cfg.train["rm"] == plain.train["rm"] and cfg.train["prover"] == plain.train["prover"]
 
 

@@ -141,7 +141,9 @@ class _TrainPhases:
     """The part of a pipeline config ``Driver.train`` reads."""
 
     def __init__(self) -> None:
-        self.train = {"rm": {}}
+        from gram_ray.config import TrainSettings
+
+        self.train = {"rm": TrainSettings()}
 
     def train_config(self, phase: str, model: str, data: list[str], output_dir: str):
         from gram_ray.config import TrainConfig
@@ -154,20 +156,20 @@ def test_a_redone_training_stage_starts_from_scratch_a_resumed_one_does_not(tmp_
                                                                           from_scratch):
     """A redo must not resume the earlier attempt's Ray Train run or return its export (both keyed by a
     config that names the start model by path); a re-run after a crash must resume them."""
-    import gram_ray.train.loop as loop
+    import gram_ray.train.trainer as trainer
 
     seen: list[tuple[bool, bool]] = []
 
     def fake_train(cfg):
         out = Path(cfg.output_dir)
-        storage, name = loop.run_location(cfg)
+        storage, name = trainer.run_location(cfg)
         seen.append((out.exists(), (Path(storage) / name).exists()))
         (Path(storage) / name).mkdir(parents=True, exist_ok=True)
         out.mkdir(parents=True, exist_ok=True)
         (out / "weights").write_text(str(len(seen)))
         return out
 
-    monkeypatch.setattr(loop, "train", fake_train)
+    monkeypatch.setattr(trainer, "train", fake_train)
 
     def run_pipeline(redo: set) -> None:
         driver = Driver(cfg=_TrainPhases(), run=RunDir(tmp_path / "runs"), redo=redo)

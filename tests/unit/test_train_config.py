@@ -8,20 +8,20 @@ import pytest
 from gram_ray.config import ConfigError, TrainConfig, config_hash, load_config
 from gram_ray.train.deepspeed_config import deepspeed_config
 from gram_ray.train.export import MANIFEST, write_manifest
-from gram_ray.train.loop import (
+from gram_ray.train.loop import Progress
+from gram_ray.train.trainer import (
     RAY_TRAIN_SNAPSHOT,
-    Progress,
     _complete_export,
     make_plan,
     registered_checkpoint,
     run_location,
 )
 
-CONFIGS = Path(__file__).resolve().parents[2] / "pipelines" / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "pipelines" / "configs" / "train"
 BASE = {"model": "m", "data": ["d.parquet"], "output_dir": "out"}
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("train_*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_train_recipe_loads(path):
     cfg = load_config(path, TrainConfig)
     assert cfg.objective in ("sft", "gram_stage1", "gram_stage2")
@@ -31,8 +31,8 @@ def test_every_train_recipe_loads(path):
 
 
 def test_gpu_recipes_follow_the_papers():
-    stage1 = load_config(CONFIGS / "train_gram_stage1.yaml", TrainConfig)
-    stage2 = load_config(CONFIGS / "train_gram_stage2.yaml", TrainConfig)
+    stage1 = load_config(CONFIGS / "gram_stage1.yaml", TrainConfig)
+    stage2 = load_config(CONFIGS / "gram_stage2.yaml", TrainConfig)
     assert (stage1.learning_rate, stage1.epochs, stage1.max_length, stage1.zero_stage) == (2e-5, 1, 2048, 3)
     assert (stage2.learning_rate, stage2.label_smoothing, stage2.template) == (1e-5, 0.1, "gram")
     for cfg in (stage1, stage2):

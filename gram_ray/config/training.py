@@ -1,0 +1,97 @@
+"""Training sections: how a phase trains (``TrainSettings``, a pipeline's ``train.<phase>``) and one
+complete run (``TrainConfig``: the settings plus start model, data and output, what ``gram-ray train``
+reads)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from gram_ray.config.inference import TemplateName
+from gram_ray.config.loading import Section
+
+
+class TrainSettings(Section):
+    """How one Ray Train + DeepSpeed run trains, whatever it starts from and learns on.
+
+    ``objective`` picks the loss and how rows become examples: ``sft`` trains the completion (``role``
+    says which: the RM's ``target``, the prover's ``rationale`` or a plain ``completion`` column);
+    ``gram_stage1`` trains -log p([y_a, y_b] | x) on pairs; ``gram_stage2`` trains the label-smoothed
+    two-way cross-entropy on the label token after the judge prompt.
+    """
+
+    objective: Literal["sft", "gram_stage1", "gram_stage2"] = "sft"
+    role: Literal["judge", "prover", "plain"] = Field(
+        "judge", description="sft only: RM target, prover proof, or prompt/completion columns"
+    )
+    template: TemplateName = "gram_r2"
+    num_workers: int = Field(1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: int = Field(1, ge=1)
+    zero_stage: Literal[2, 3] = 2
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="'auto' = fp32 on CPU, bf16 on GPU")
+    learning_rate: float = Field(1e-5, gt=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor as a share of learning_rate")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs when set")
+    micro_batch_size: int = Field(8, ge=1, description="examples per worker per forward pass")
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(2048, ge=8, description="tokens per example; longer ones are truncated and counted")
+    length_group_window: int = Field(
+        64, ge=1, description="micro-batches sorted by length together (less padding); 1 = no grouping"
+    )
+    gradient_checkpointing: bool = False
+    label_smoothing: float = Field(0.1, ge=0, lt=0.5, description="gram_stage2: probability moved to the other label")
+    swap_augment: bool = Field(True, description="gram_stage1: also train on the response-swapped order")
+    decision_weight: float = Field(1.0, ge=0, description="loss weight of decision tokens")
+    decision_tokens: list[str] = Field(default_factory=list, description="token strings weighted as decisions")
+    log_every: int = Field(1, ge=1, description="optimizer steps between logged metrics (kept in the history)")
+    report_every_s: float = Field(
+        30.0, ge=0, description="least seconds between Ray Train metric reports (progress lines are logged "
+        "every log_every steps regardless); a report waits for the controller, which drains one report per "
+        "worker every 2 s, so frequent reports stall training"
+    )
+    local_prepare_rows: int = Field(
+        20_000, ge=0, description="inputs of at most this many rows are tokenized in the driver, larger ones by "
+        "Ray Data tasks"
+    )
+    cache_shard_rows: int = Field(
+        50_000, ge=0, description="a worker's shard of at most this many examples is read through Ray Data once, "
+        "before the first step, and reshuffled in memory for later epochs (each Ray Data epoch costs a "
+        "streaming start); 0 = never"
+    )
+    checkpoint_every: int = Field(0, ge=0, description="steps between Ray Train checkpoints; 0 = each epoch end")
+    checkpoints_to_keep: int = Field(2, ge=1)
+    max_failures: int = Field(2, ge=0, description="worker failures Ray Train recovers from checkpoints")
+    storage_path: str | None = Field(None, description="Ray Train storage; default <output_dir>.ray_train")
+    run_name: str | None = Field(None, description="Ray Train run name; default from the config hash")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainSettings:
+        if self.objective == "gram_stage2" and self.template == "gram_r2":
+            raise ValueError("gram_stage2 trains a label-only judge; template gram_r2 asks for a reasoned "
+                             "answer: use template gram (or compact for tiny models)")
+        if self.decision_weight != 1.0 and not self.decision_tokens:
+            raise ValueError("decision_weight needs decision_tokens (the token strings to weight)")
+        if self.precision == "bf16" and not self.use_gpu:
+            raise ValueError("precision bf16 needs use_gpu: true (CPU workers train in fp32)")
+        return self
+
+    @property
+    def resolved_precision(self) -> Literal["fp32", "bf16"]:
+        if self.precision != "auto":
+            return self.precision
+        return "bf16" if self.use_gpu else "fp32"
+
+
+class TrainConfig(TrainSettings):
+    """One training run: Parquet in, Hugging Face checkpoint out (``gram_ray.train.train``)."""
+
+    model: str = Field(description="initial weights: HF id or directory")
+    data: list[str] = Field(min_length=1, description="Parquet files or folders")
+    output_dir: str = Field(description="where the final Hugging Face model is exported")
