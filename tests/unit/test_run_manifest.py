@@ -185,7 +185,7 @@ def test_a_redone_training_stage_starts_from_scratch_a_resumed_one_does_not(tmp_
 def test_a_training_stage_starts_from_a_stage_model_or_a_path_said_which(tmp_path, monkeypatch):
     """``StageRef`` starts from the model a finished stage exported, ``ModelPath`` from the path as given,
     even one that reads like a stage's name."""
-    import gram_ray.train.loop as loop
+    import gram_ray.train.trainer as trainer
 
     started: list[str] = []
 
@@ -196,7 +196,7 @@ def test_a_training_stage_starts_from_a_stage_model_or_a_path_said_which(tmp_pat
         (out / "weights").write_text(cfg.model)
         return out
 
-    monkeypatch.setattr(loop, "train", fake_train)
+    monkeypatch.setattr(trainer, "train", fake_train)
     d = Driver(cfg=_TrainPhases(), run=RunDir(tmp_path / "runs"), redo=set())
     first = d.train("rm", "rm", ModelPath("base-model"), ["d"], [])
     second = d.train("rm_again", "rm", StageRef("rm"), ["d"], ["rm"])
