@@ -1,0 +1,143 @@
+"""Reward server under an RL client's load vs the same judgements as one offline batch.
+
+An RL step asks for one reward per rollout, all at once (OpenRLHF: one HTTP call per sample). Here
+``--clients`` concurrent single-sample ``POST /get_reward`` calls (each = 2 judge prompts with
+``both_orders``) go to ``gram-ray serve`` over loopback, and the same judge prompts run as one
+``vllm.LLM.generate`` call in this process (``OfflineJudge``), on the same random-weight Llama, label judge
+(one generated token per prompt, so the prompts' prefill is the work). Engine start is not timed; each
+way gets one warm-up round first. Reported: rewards/s, per-call latency p50/p99, failed calls (any
+non-200 or transport error), and how far the served rewards are from the offline ones.
+
+Run: .venv/bin/python bench/server.py [--clients 256] [--layers 8 --hidden 768]
+The last line is ``ratio_server_vs_offline=<server rewards/s / offline rewards/s> failed=<n>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clients", type=int, default=256, help="concurrent single-sample calls")
+    p.add_argument("--rounds", type=int, default=2, help="timed rounds of each way (the best is reported)")
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--hidden", type=int, default=768)
+    p.add_argument("--batch-wait-ms", type=float, default=5.0)
+    p.add_argument("--work", default="runs/bench/server", help="model, data and server logs")
+    return p.parse_args()
+
+
+def load() -> str:
+    return f"load avg {os.getloadavg()[0]:.1f}"
+
+
+def build_items(args: argparse.Namespace, work: Path) -> tuple[Path, list[tuple[str, str, str]]]:
+    """The bench model (built once) and ``--clients`` (question, response, reference) items."""
+    import pyarrow.parquet as pq
+
+    from gram_ray.tinykit import LlamaShape, TaskSizes, build_bench_model
+    from gram_ray.tinykit.addition import write_task
+
+    model = work / f"model-{args.layers}x{args.hidden}"
+    if not (model / "config.json").exists():
+        shape = LlamaShape(layers=args.layers, hidden=args.hidden, heads=args.hidden // 64,
+                           intermediate=4 * args.hidden, max_positions=1024)
+        build_bench_model(model, shape, seed=0)
+    sizes = TaskSizes(seed=1, labeled=1, unlabeled_rounds=1, unlabeled_per_round=args.clients, heldout=1, pretrain=1)
+    rows = pq.read_table(write_task(work / "data", seed=0, sizes=sizes).unlabeled[0]).to_pylist()
+    return model, [(r["prompt"], r["response_a"], r["response_b"]) for r in rows[:args.clients]]
+
+
+def engine_section(model: Path) -> dict:
+    return {"model": str(model), "max_model_len": 1024, "max_num_seqs": 512, "cpu_kvcache_gib": 2}
+
+
+async def client_round(url: str, items: list[tuple[str, str, str]]) -> tuple[float, list[float], list, int]:
+    """(seconds, per-call latencies, rewards, failed calls) of one burst of single-sample calls."""
+    import httpx
+
+    async def call(client: httpx.AsyncClient, item: tuple[str, str, str]) -> tuple[float, float | None]:
+        question, response, reference = item
+        start = time.perf_counter()
+        try:
+            reply = await client.post(f"{url}/get_reward", json={"query": [question + response],
+                                                                 "prompts": [question], "labels": [reference]})
+            reward = reply.json()["rewards"][0] if reply.status_code == 200 else None
+        except httpx.HTTPError:
+            reward = None
+        return time.perf_counter() - start, reward
+
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        start = time.perf_counter()
+        results = await asyncio.gather(*(call(client, item) for item in items))
+        seconds = time.perf_counter() - start
+    rewards = [r for _, r in results]
+    return seconds, [t for t, _ in results], rewards, sum(r is None for r in rewards)
+
+
+def served(args: argparse.Namespace, model: Path, items: list, work: Path) -> tuple[float, list[float], list, int]:
+    from gram_ray.apply.serve_process import serving
+
+    cfg = {"engine": engine_section(model), "kind": "label", "judge": {"template": "compact"},
+           "api_key_env": None, "batch_wait_ms": args.batch_wait_ms}
+    with serving(cfg, work / "serve", {"VLLM_CPU_KVCACHE_SPACE": "2"}) as (url, _):
+        asyncio.run(client_round(url, items))  # warm-up
+        best = None
+        for _ in range(args.rounds):
+            result = asyncio.run(client_round(url, items))
+            print(f"server round: {len(items)} calls in {result[0]:.2f}s, {result[3]} failed ({load()})", flush=True)
+            if best is None or result[0] < best[0]:
+                best = result
+    return best
+
+
+def offline(args: argparse.Namespace, model: Path, items: list) -> tuple[float, list[float]]:
+    from gram_ray.apply.judges import OfflineJudge
+    from gram_ray.apply.reward import rewards
+    from gram_ray.config import EngineConfig, JudgeConfig
+
+    os.environ["VLLM_CPU_KVCACHE_SPACE"] = "2"
+    judge = OfflineJudge.from_config(EngineConfig(**engine_section(model)), "label", JudgeConfig(template="compact"))
+    questions, responses, references = (list(col) for col in zip(*items, strict=True))
+    rewards(judge, questions, responses, references)  # warm-up
+    best, out = float("inf"), []
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        out = rewards(judge, questions, responses, references)
+        seconds = time.perf_counter() - start
+        print(f"offline round: {len(items)} rewards in {seconds:.2f}s, one generate call ({load()})", flush=True)
+        best = min(best, seconds)
+    return best, out
+
+
+def main() -> None:
+    args = parse_args()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    model, items = build_items(args, work)
+    print(f"model {model}; {len(items)} single-sample calls, label judge, both orders; {os.cpu_count()} CPUs, "
+          f"{platform.processor() or platform.machine()}; {load()}", flush=True)
+
+    s_time, latencies, s_rewards, failed = served(args, model, items, work)
+    o_time, o_rewards = offline(args, model, items)
+    s_rate, o_rate = len(items) / s_time, len(items) / o_time
+    q = statistics.quantiles(latencies, n=100)
+    gap = max((abs(a - b) for a, b in zip(s_rewards, o_rewards, strict=True) if a is not None), default=float("nan"))
+    print(f"server:  {s_rate:.1f} rewards/s ({s_time:.2f}s for {len(items)} calls); latency p50 {q[49]:.2f}s "
+          f"p99 {q[98]:.2f}s; failed {failed}")
+    print(f"offline: {o_rate:.1f} rewards/s ({o_time:.2f}s, one batch of {2 * len(items)} judge prompts)")
+    print(f"largest |served - offline| reward: {gap:.2e}")
+    print(f"ratio_server_vs_offline={s_rate / o_rate:.2f} failed={failed}")
+
+
+if __name__ == "__main__":
+    main()
