@@ -39,19 +39,14 @@ def load() -> str:
 
 
 def build_items(args: argparse.Namespace, work: Path) -> tuple[Path, list[tuple[str, str, str]]]:
-    """The bench model (built once) and ``--clients`` (question, response, reference) items."""
+    """The bench model (built once, as bench/inference.py builds it) and ``--clients`` (question, response,
+    reference) items from the tiny kit's addition pairs."""
     import pyarrow.parquet as pq
+    from inference import build_inputs  # bench/inference.py, beside this script
 
-    from gram_ray.tinykit import LlamaShape, TaskSizes, build_bench_model
-    from gram_ray.tinykit.addition import write_task
-
-    model = work / f"model-{args.layers}x{args.hidden}"
-    if not (model / "config.json").exists():
-        shape = LlamaShape(layers=args.layers, hidden=args.hidden, heads=args.hidden // 64,
-                           intermediate=4 * args.hidden, max_positions=1024)
-        build_bench_model(model, shape, seed=0)
-    sizes = TaskSizes(seed=1, labeled=1, unlabeled_rounds=1, unlabeled_per_round=args.clients, heldout=1, pretrain=1)
-    rows = pq.read_table(write_task(work / "data", seed=0, sizes=sizes).unlabeled[0]).to_pylist()
+    args.prompts = args.clients
+    model, pairs, _ = build_inputs(args, work)
+    rows = pq.read_table(pairs).to_pylist()
     return model, [(r["prompt"], r["response_a"], r["response_b"]) for r in rows[:args.clients]]
 
 

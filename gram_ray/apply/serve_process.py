@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -37,8 +39,10 @@ def serving(cfg: Mapping[str, Any], folder: str | Path, env: Mapping[str, str] |
     path.write_text(yaml.safe_dump(dict(cfg)))
     log_path = folder / "serve.log"
     with log_path.open("w") as log:
+        # its own process group: stopping it also stops vLLM's engine-core children, even mid-start
         proc = subprocess.Popen([sys.executable, "-m", "gram_ray.cli", "serve", "--config", str(path), *extra_args],
-                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                start_new_session=True)
         url = f"http://{cfg['host']}:{cfg['port']}"
         deadline = time.monotonic() + start_timeout_s
         try:
@@ -55,9 +59,21 @@ def serving(cfg: Mapping[str, Any], folder: str | Path, env: Mapping[str, str] |
                 time.sleep(1)
             yield url, proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen, grace_s: float = 60.0) -> None:
+    """SIGTERM to the server's process group (a clean engine shutdown), SIGKILL to what is left after it."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace_s)
+    deadline = time.monotonic() + 10
+    with contextlib.suppress(ProcessLookupError):
+        while time.monotonic() < deadline:  # the group outlives the server while an engine core winds down
+            os.killpg(proc.pid, 0)
+            time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -59,6 +59,12 @@ class RewardRequest(BaseModel):
     prompts: list[str]
     labels: list[str] | None = None
 
+    def size(self) -> int:
+        return len(self.query)
+
+    def texts(self) -> list[str]:
+        return [*self.query, *self.prompts, *(self.labels or [])]
+
 
 class PairIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -71,10 +77,14 @@ class PreferenceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     items: list[PairIn] = Field(min_length=1)
 
+    def size(self) -> int:
+        return len(self.items)
 
-class RationaleRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    items: list[PairIn] = Field(min_length=1)
+    def texts(self) -> list[str]:
+        return [t for i in self.items for t in (i.prompt, i.response_a, i.response_b)]
+
+
+class RationaleRequest(PreferenceRequest):
     votes: int | None = Field(None, ge=1, le=64, description="k samples per pair; the server default when unset")
 
 
@@ -290,26 +300,23 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         return JSONResponse({"status": "ok", "model": cfg.engine.model, "kind": cfg.kind,
                              "template": cfg.judge.template, "pending_prompts": svc.batcher.pending})
 
+    async def handle(request: Request, model: type[RewardRequest | PreferenceRequest], method: str) -> JSONResponse:
+        authorize(request)
+        req = _parse(model, await _read_body(request, cfg.max_body_bytes))
+        _check_texts(cfg, req.size(), req.texts())
+        return JSONResponse(await run(getattr(state["service"], method)(req)))
+
     @app.post("/get_reward")
     async def get_reward(request: Request) -> JSONResponse:
-        authorize(request)
-        req: RewardRequest = _parse(RewardRequest, await _read_body(request, cfg.max_body_bytes))
-        _check_texts(cfg, len(req.query), [*req.query, *req.prompts, *(req.labels or [])])
-        return JSONResponse(await run(state["service"].get_reward(req)))
+        return await handle(request, RewardRequest, "get_reward")
 
     @app.post("/preferences")
     async def preferences(request: Request) -> JSONResponse:
-        authorize(request)
-        req: PreferenceRequest = _parse(PreferenceRequest, await _read_body(request, cfg.max_body_bytes))
-        _check_texts(cfg, len(req.items), [t for i in req.items for t in (i.prompt, i.response_a, i.response_b)])
-        return JSONResponse(await run(state["service"].preferences(req)))
+        return await handle(request, PreferenceRequest, "preferences")
 
     @app.post("/rationale")
     async def rationale(request: Request) -> JSONResponse:
-        authorize(request)
-        req: RationaleRequest = _parse(RationaleRequest, await _read_body(request, cfg.max_body_bytes))
-        _check_texts(cfg, len(req.items), [t for i in req.items for t in (i.prompt, i.response_a, i.response_b)])
-        return JSONResponse(await run(state["service"].rationale(req)))
+        return await handle(request, RationaleRequest, "rationale")
 
     return app
 
