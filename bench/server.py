@@ -5,7 +5,7 @@ An RL step asks for one reward per rollout, all at once (OpenRLHF: one HTTP call
 ``both_orders``) go to ``gram-ray serve`` over loopback, and the same judge prompts run as one
 ``vllm.LLM.generate`` call in this process (``OfflineJudge``), on the same random-weight Llama, label judge
 (one generated token per prompt, so the prompts' prefill is the work). Engine start is not timed; each
-way gets one warm-up round first. Reported: rewards/s, per-call latency p50/p99, failed calls (any
+way gets a small warm-up round first. Reported: rewards/s, per-call latency p50/p99, failed calls (any
 non-200 or transport error), and how far the served rewards are from the offline ones.
 
 Run: .venv/bin/python bench/server.py [--clients 256] [--layers 8 --hidden 768]
@@ -21,6 +21,8 @@ import platform
 import statistics
 import time
 from pathlib import Path
+
+WARM_UP = 16  # calls before the timed rounds: the engines' first batches allocate what later ones reuse
 
 
 def parse_args() -> argparse.Namespace:
@@ -84,7 +86,7 @@ def served(args: argparse.Namespace, model: Path, items: list, work: Path) -> tu
     cfg = {"engine": engine_section(model), "kind": "label", "judge": {"template": "compact"},
            "api_key_env": None, "batch_wait_ms": args.batch_wait_ms}
     with serving(cfg, work / "serve", {"VLLM_CPU_KVCACHE_SPACE": "2"}) as (url, _):
-        asyncio.run(client_round(url, items))  # warm-up
+        asyncio.run(client_round(url, items[:WARM_UP]))
         best = None
         for _ in range(args.rounds):
             result = asyncio.run(client_round(url, items))
@@ -102,7 +104,7 @@ def offline(args: argparse.Namespace, model: Path, items: list) -> tuple[float, 
     os.environ["VLLM_CPU_KVCACHE_SPACE"] = "2"
     judge = OfflineJudge.from_config(EngineConfig(**engine_section(model)), "label", JudgeConfig(template="compact"))
     questions, responses, references = (list(col) for col in zip(*items, strict=True))
-    rewards(judge, questions, responses, references)  # warm-up
+    rewards(judge, questions[:WARM_UP], responses[:WARM_UP], references[:WARM_UP])
     best, out = float("inf"), []
     for _ in range(args.rounds):
         start = time.perf_counter()

@@ -2,8 +2,9 @@
 reward loop against `gram-ray serve` (tiny kit model, real vLLM engines, loopback HTTP).
 
 Two servers: a label judge behind the policy's chat template (``policy_tokenizer``: prompts arrive as
-OpenRLHF sends them), and a reasoning judge whose references are the policy's greedy outputs
-(``reference: policy``). Every reward is compared with the offline judge's on the bare question.
+OpenRLHF sends them), and a reasoning judge on bare questions (as verl sends them) whose references are
+the policy's greedy outputs (``reference: policy``). Every reward is compared with the offline judge's on
+the bare question.
 """
 
 from __future__ import annotations
@@ -157,7 +158,46 @@ def test_trl_grpo_trainer_steps_with_sync_and_async_group_rewards(label_server, 
     assert rewards == pytest.approx(batch_rewards(offline_label, questions, texts), abs=1e-3)
 
 
-def test_verl_reward_loop_scores_rollouts_with_the_served_rm(label_server, kit_tokenizer, offline_label):
+@pytest.fixture(scope="module")
+def policy_server(tiny_kit, tmp_path_factory):
+    """Bare questions in (as verl passes them); references from the policy's greedy decoding."""
+    cfg = {"engine": _engine(tiny_kit), "kind": "reasoning", "judge": REASONING_JUDGE, "reference": "policy",
+           "policy": _engine(tiny_kit), "policy_max_tokens": 8, "api_key_env": None}
+    with serving(cfg, tmp_path_factory.mktemp("serve-policy"), {"VLLM_CPU_KVCACHE_SPACE": "1"},
+                 START_TIMEOUT_S) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def policy_rewards(kit_tokenizer, vllm_tiny_llm):
+    """(questions, responses) -> (greedy references, rewards) computed offline the way the server should."""
+    from vllm import SamplingParams, TokensPrompt
+
+    judge = OfflineJudge(vllm_tiny_llm, "reasoning", JudgeConfig(**REASONING_JUDGE))
+
+    def compute(questions: list[str], responses: list[str]) -> tuple[list[str], list[float]]:
+        greedy = vllm_tiny_llm.generate(
+            [TokensPrompt(prompt_token_ids=kit_tokenizer(q, add_special_tokens=False)["input_ids"]) for q in questions],
+            SamplingParams(temperature=0.0, max_tokens=8))
+        references = [g.outputs[0].text for g in greedy]
+        return references, _eq3_rewards(judge, list(zip(questions, responses, references, strict=True)))
+
+    return compute
+
+
+def test_reasoning_judge_against_the_policys_greedy_reference(policy_server, policy_rewards):
+    questions = [q for q, _, _ in CASES[:4]]
+    responses = [rs[0] for _, rs, _ in CASES[:4]]
+    reply = RewardClient(policy_server, api_key_env=None)._post(
+        "/get_reward", {"query": [q + " " + r for q, r in zip(questions, responses, strict=True)],
+                        "prompts": questions})
+    references, expected = policy_rewards(questions, responses)
+    assert reply["extra_logs"]["references"] == references  # the policy's greedy output
+    assert reply["rewards"] == pytest.approx(expected, abs=1e-3)
+    assert all(0.0 <= r <= 1.0 for r in reply["rewards"])
+
+
+def test_verl_reward_loop_scores_rollouts_with_the_served_rm(policy_server, kit_tokenizer, policy_rewards):
     import numpy as np
     import torch
     from omegaconf import OmegaConf
@@ -169,9 +209,9 @@ def test_verl_reward_loop_scores_rollouts_with_the_served_rm(label_server, kit_t
 
     config = OmegaConf.create({"reward": {"custom_reward_function": {
         "path": verl_reward.__file__, "name": "compute_score",
-        "reward_kwargs": {"url": label_server, "api_key_env": None}}}})
+        "reward_kwargs": {"url": policy_server, "api_key_env": None}}}})
     compute_score = get_custom_reward_fn(config)
-    rollouts = [(q, r, ref) for q, rs, ref in CASES for r in rs]
+    rollouts = [(q, r, ref) for q, rs, ref in CASES[:4] for r in rs]
 
     def row(question: str, response: str, reference: str) -> DataProto:
         ids = kit_tokenizer(" " + response, add_special_tokens=False)["input_ids"]
@@ -189,34 +229,6 @@ def test_verl_reward_loop_scores_rollouts_with_the_served_rm(label_server, kit_t
         scored = await asyncio.gather(*(manager.run_single(row(*r)) for r in rollouts))
         return [s["reward_score"] for s in scored]
 
-    assert asyncio.run(reward_loop()) == pytest.approx(_eq3_rewards(offline_label, rollouts), abs=1e-4)
-
-
-@pytest.fixture(scope="module")
-def policy_server(tiny_kit, tmp_path_factory):
-    cfg = {"engine": _engine(tiny_kit), "kind": "reasoning", "judge": REASONING_JUDGE, "reference": "policy",
-           "policy": _engine(tiny_kit), "policy_max_tokens": 8,
-           "policy_tokenizer": str(tiny_kit.tokenizer_dir), "api_key_env": None}
-    with serving(cfg, tmp_path_factory.mktemp("serve-policy"), {"VLLM_CPU_KVCACHE_SPACE": "1"},
-                 START_TIMEOUT_S) as (url, _):
-        yield url
-
-
-def test_reasoning_judge_against_the_policys_greedy_reference(policy_server, kit_tokenizer, vllm_tiny_llm):
-    from vllm import SamplingParams, TokensPrompt
-
-    questions = [q for q, _, _ in CASES[:4]]
-    responses = [rs[0] for _, rs, _ in CASES[:4]]
-    prompts = [_templated(kit_tokenizer, q) for q in questions]
-    reply = RewardClient(policy_server, api_key_env=None)._post(
-        "/get_reward", {"query": [p + " " + r for p, r in zip(prompts, responses, strict=True)], "prompts": prompts})
-
-    greedy = vllm_tiny_llm.generate(
-        [TokensPrompt(prompt_token_ids=kit_tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts],
-        SamplingParams(temperature=0.0, max_tokens=8))
-    references = [g.outputs[0].text for g in greedy]
-    assert reply["extra_logs"]["references"] == references  # the policy's greedy output on the templated prompt
-    judge = OfflineJudge(vllm_tiny_llm, "reasoning", JudgeConfig(**REASONING_JUDGE))
-    expected = _eq3_rewards(judge, list(zip(questions, responses, references, strict=True)))
-    assert reply["rewards"] == pytest.approx(expected, abs=1e-3)
-    assert all(0.0 <= r <= 1.0 for r in reply["rewards"])
+    # on a reference: policy server the ground truth is not used: the policy's greedy output is the reference
+    _, expected = policy_rewards([q for q, _, _ in rollouts], [r for _, r, _ in rollouts])
+    assert asyncio.run(reward_loop()) == pytest.approx(expected, abs=1e-3)
