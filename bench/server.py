@@ -5,8 +5,9 @@ An RL step asks for one reward per rollout, all at once (OpenRLHF: one HTTP call
 ``both_orders``) go to ``gram-ray serve`` over loopback, and the same judge prompts run as one
 ``vllm.LLM.generate`` call in this process (``OfflineJudge``), on the same random-weight Llama, label judge
 (one generated token per prompt, so the prompts' prefill is the work). Engine start is not timed; each
-way gets a small warm-up round first. Reported: rewards/s, per-call latency p50/p99, failed calls (any
-non-200 or transport error), and how far the served rewards are from the offline ones.
+way gets a small warm-up round first, then the rounds alternate between the two ways, both engines up
+(best round of each). Reported: rewards/s, per-call latency p50/p99, failed calls (any non-200 or
+transport error), and how far the served rewards are from the offline ones.
 
 Run: .venv/bin/python bench/server.py [--clients 256] [--layers 8 --hidden 768]
 The last line is ``ratio_server_vs_offline=<server rewards/s / offline rewards/s> failed=<n>``.
@@ -28,7 +29,7 @@ WARM_UP = 16  # calls before the timed rounds: the engines' first batches alloca
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clients", type=int, default=256, help="concurrent single-sample calls")
-    p.add_argument("--rounds", type=int, default=2, help="timed rounds of each way (the best is reported)")
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds of each way (the best is reported)")
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--hidden", type=int, default=768)
     p.add_argument("--batch-wait-ms", type=float, default=5.0)
@@ -80,39 +81,46 @@ async def client_round(url: str, items: list[tuple[str, str, str]]) -> tuple[flo
     return seconds, [t for t, _ in results], rewards, sum(r is None for r in rewards)
 
 
-def served(args: argparse.Namespace, model: Path, items: list, work: Path) -> tuple[float, list[float], list, int]:
+def offline_judge(model: Path):
+    from gram_ray.apply.judges import OfflineJudge
+    from gram_ray.config import EngineConfig, JudgeConfig
+
+    return OfflineJudge.from_config(EngineConfig(**engine_section(model)), "label", JudgeConfig(template="compact"))
+
+
+def offline_round(judge, items: list[tuple[str, str, str]]) -> tuple[float, list[float]]:
+    """(seconds, rewards) of the items' judgements as one ``generate`` call."""
+    from gram_ray.apply.reward import rewards
+
+    questions, responses, references = (list(col) for col in zip(*items, strict=True))
+    start = time.perf_counter()
+    out = rewards(judge, questions, responses, references)
+    return time.perf_counter() - start, out
+
+
+def measure(args: argparse.Namespace, model: Path, items: list, work: Path) -> tuple[tuple, tuple]:
+    """The best server round and the best offline round. Rounds alternate (server, offline, server, ...)
+    with both engines up, so a change in the machine's load falls on both ways alike."""
     from gram_ray.apply.serve_process import serving
 
+    os.environ["VLLM_CPU_KVCACHE_SPACE"] = "2"
     cfg = {"engine": engine_section(model), "kind": "label", "judge": {"template": "compact"},
            "api_key_env": None, "batch_wait_ms": args.batch_wait_ms}
     with serving(cfg, work / "serve", {"VLLM_CPU_KVCACHE_SPACE": "2"}) as (url, _):
+        judge = offline_judge(model)
         asyncio.run(client_round(url, items[:WARM_UP]))
-        best = None
+        offline_round(judge, items[:WARM_UP])
+        best_server = best_offline = None
         for _ in range(args.rounds):
             result = asyncio.run(client_round(url, items))
             print(f"server round: {len(items)} calls in {result[0]:.2f}s, {result[3]} failed ({load()})", flush=True)
-            if best is None or result[0] < best[0]:
-                best = result
-    return best
-
-
-def offline(args: argparse.Namespace, model: Path, items: list) -> tuple[float, list[float]]:
-    from gram_ray.apply.judges import OfflineJudge
-    from gram_ray.apply.reward import rewards
-    from gram_ray.config import EngineConfig, JudgeConfig
-
-    os.environ["VLLM_CPU_KVCACHE_SPACE"] = "2"
-    judge = OfflineJudge.from_config(EngineConfig(**engine_section(model)), "label", JudgeConfig(template="compact"))
-    questions, responses, references = (list(col) for col in zip(*items, strict=True))
-    rewards(judge, questions[:WARM_UP], responses[:WARM_UP], references[:WARM_UP])
-    best, out = float("inf"), []
-    for _ in range(args.rounds):
-        start = time.perf_counter()
-        out = rewards(judge, questions, responses, references)
-        seconds = time.perf_counter() - start
-        print(f"offline round: {len(items)} rewards in {seconds:.2f}s, one generate call ({load()})", flush=True)
-        best = min(best, seconds)
-    return best, out
+            if best_server is None or result[0] < best_server[0]:
+                best_server = result
+            seconds, rewards = offline_round(judge, items)
+            print(f"offline round: {len(items)} rewards in {seconds:.2f}s, one generate call ({load()})", flush=True)
+            if best_offline is None or seconds < best_offline[0]:
+                best_offline = (seconds, rewards)
+    return best_server, best_offline
 
 
 def main() -> None:
@@ -124,8 +132,7 @@ def main() -> None:
     print(f"model {model}; {len(items)} single-sample calls, label judge, both orders; {os.cpu_count()} CPUs, "
           f"{platform.processor() or platform.machine()}; {load()}", flush=True)
 
-    s_time, latencies, s_rewards, failed = served(args, model, items, work)
-    o_time, o_rewards = offline(args, model, items)
+    (s_time, latencies, s_rewards, failed), (o_time, o_rewards) = measure(args, model, items, work)
     s_rate, o_rate = len(items) / s_time, len(items) / o_time
     q = statistics.quantiles(latencies, n=100)
     gap = max((abs(a - b) for a, b in zip(s_rewards, o_rewards, strict=True) if a is not None), default=float("nan"))
