@@ -23,7 +23,7 @@ from typing import Any
 
 from gram_ray.apply.judges import JudgeKind
 from gram_ray.config import EngineConfig, JudgeConfig, SelfTrainConfig
-from gram_ray.run.driver import Driver, pipeline_inputs, start_run
+from gram_ray.run.driver import Driver, model_ref, pipeline_inputs, start_run
 from gram_ray.run.report import label_accuracy, write_report
 
 
@@ -66,7 +66,7 @@ def selftrain(d: Driver) -> None:
     if "pretrain" in cfg.train:
         d.train("pretrain", "pretrain", base, [data["pretrain"]], ["data"])
         base = "pretrain"
-    d.train("prover", "prover", base, [seed], ["data"])
+    d.train("prover", "prover", model_ref(cfg.prover_model) if cfg.prover_model else base, [seed], ["data"])
 
     def prove(tag: str, labelled: str, upstream: str, round_: int) -> str:
         d.infer(f"prove_{tag}", cfg.prover, ["prover", upstream], lambda: prove_pairs(
