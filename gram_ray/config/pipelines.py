@@ -108,6 +108,10 @@ class SelfTrainConfig(PipelineConfig):
     OPTIONAL_PHASES: ClassVar[frozenset[str]] = frozenset({"pretrain", "label_only", "final"})
 
     data: SelfTrainData | None = None
+    prover_model: str | None = Field(
+        None, description="initial weights of the prover (HF id or directory), e.g. a larger or instruct model "
+        "than the RM's; unset = the base model (after pretrain, when that phase is given)"
+    )
     rounds: int = Field(3, ge=0)
     retrain_from: Literal["previous", "base"] = Field(
         "previous", description="each round's RM starts from the previous RM or afresh (from rm_start)"

@@ -1,9 +1,11 @@
 """Record formats gram-ray reads, each a converter from one input record to PAIR_SCHEMA rows.
 
 Generic formats: ``ab`` (prompt / response_a / response_b / label, i.e. our own pair Parquet),
-``rationale`` (``ab`` plus rationale columns), ``chosen_rejected`` (prompt / chosen / rejected, e.g. the
-RewardBench files), ``hh_rlhf`` (Anthropic HH transcripts). Benchmark formats (files described in
-shared/data/benchmarks/SOURCES.md): ``judgebench``, ``rm_bench``, ``hhh``.
+``rationale`` (``ab`` plus rationale columns), ``seed`` (``ab`` plus a human ``rationale`` for the label,
+no training target yet), ``chosen_rejected`` (prompt / chosen / rejected, e.g. the RewardBench files),
+``hh_rlhf`` (Anthropic HH transcripts), ``helpsteer3`` (NVIDIA HelpSteer3-Preference, the GRAM-R2 paper's
+seed set). Benchmark formats (files described in shared/data/benchmarks/SOURCES.md): ``judgebench``,
+``judgebench_judgment`` (its reference judge outputs as seed rationales), ``rm_bench``, ``hhh``.
 Extra fields of a record travel in `meta`; every chosen response goes on the side given by
 `chosen_side(seed, pair id)`, and the benchmark converters add the grouping keys their official scoring
 needs (JudgeBench source/category, RM-Bench domain and styles, HHH category).
@@ -20,8 +22,8 @@ from typing import Any
 import pyarrow as pa
 
 from gram_ray.data.io import InputError
-from gram_ray.data.records import RowError, SourceContext, check_text, pair_row, placed_pair, text_field
-from gram_ray.data.schemas import PAIR_SCHEMA, RATIONALE_SCHEMA, pair_id
+from gram_ray.data.records import RowError, SourceContext, check_text, pair_row, placed_pair, text_field, to_json
+from gram_ray.data.schemas import PAIR_SCHEMA, RATIONALE_SCHEMA, SEED_SCHEMA, pair_id
 
 Converter = Callable[[Mapping[str, Any], SourceContext], list[dict[str, Any]]]
 
@@ -31,6 +33,9 @@ RM_BENCH_STYLES = ("concise", "detailed_plain", "detailed_markdown")  # list ord
 JUDGEBENCH_LABELS = {"A>B": "A", "B>A": "B"}
 JUDGEBENCH_CATEGORIES = ("mmlu-pro", "livebench-reasoning", "livebench-math", "livecodebench")
 HH_ASSISTANT = "\n\nAssistant:"
+HELPSTEER3_ROLES = {"user": "User", "assistant": "Assistant", "system": "System"}
+# HelpSteer3 annotators name the responses "@Response 1" / "@Response 2"; they stay on sides A / B.
+HELPSTEER3_SIDES = {"@Response 1": "Response A", "@Response 2": "Response B"}
 HHH_PROMPT_START = "###The instruction to evaluate:\n"
 HHH_RESPONSE_START = "\n\n###Response to evaluate:\n"
 HHH_RESPONSE_END = "\n\n###Score Rubrics:\n"
@@ -50,6 +55,16 @@ def convert_rationale(record: Mapping[str, Any], ctx: SourceContext) -> list[dic
     row["producer"] = _optional(record, "producer", str)
     row["round"] = _optional(record, "round", int)
     row["score"] = _optional(record, "score", (int, float))
+    return [row]
+
+
+def convert_seed(record: Mapping[str, Any], ctx: SourceContext) -> list[dict[str, Any]]:
+    """A/B data with a rationale for its label and no training target (SEED_SCHEMA): a seed set as people
+    write one. The label is required, since the rationale argues for it."""
+    row = _ab_row(record, ctx, consumed={"rationale"})
+    if row["label"] is None:
+        raise RowError("missing_label")
+    row["rationale"] = text_field(record, "rationale")
     return [row]
 
 
@@ -98,6 +113,74 @@ def convert_judgebench(record: Mapping[str, Any], ctx: SourceContext) -> list[di
     category = next((c for c in JUDGEBENCH_CATEGORIES if bench_source.startswith(c)), bench_source)
     meta = {"category": category, **carried_meta(record, {"question", "response_A", "response_B", "label"})}
     return [pair_row(prompt, a, b, label, "judgebench", meta)]
+
+
+def convert_judgebench_judgment(record: Mapping[str, Any], ctx: SourceContext) -> list[dict[str, Any]]:
+    """A JudgeBench reference-output row (judge_name arena_hard) as a seed rationale (SEED_SCHEMA): the
+    judge's response in game 1 (the pair as stored, so its "Assistant A" is response_a), kept only when
+    that game's decision is the benchmark's label (a rationale must argue for its label);
+    ``judge_disagrees`` otherwise. Meta adds the judge model."""
+    [row] = convert_judgebench(record, ctx)
+    games = record.get("judgments")
+    if not (isinstance(games, list) and games and isinstance(games[0], Mapping)):
+        raise RowError("missing_field:judgments")
+    first = games[0]
+    judgment = first.get("judgment")
+    if not isinstance(judgment, Mapping):
+        raise RowError("missing_field:judgment")
+    if JUDGEBENCH_LABELS.get(first.get("decision")) != row["label"]:
+        raise RowError("judge_disagrees")
+    meta = json.loads(row["meta"])
+    meta.pop("judgments", None)
+    meta["judge_model"] = judgment.get("judge_model")
+    return [{**row, "meta": to_json(meta), "rationale": check_text(judgment.get("response"), "response").strip()}]
+
+
+def convert_helpsteer3(record: Mapping[str, Any], ctx: SourceContext) -> list[dict[str, Any]]:
+    """A HelpSteer3-Preference record (``context``: list of {role, content} turns; ``response1``,
+    ``response2``; ``overall_preference`` in -3..3, negative when response 1 is better;
+    ``individual_preference``: annotators' {score, reasoning}) as a seed rationale (SEED_SCHEMA).
+
+    Response 1 is A and response 2 is B, so the annotators' "@Response 1/2" become "Response A/B". The
+    prompt is a single user turn's text, or the dialogue as "User: ... / Assistant: ..." paragraphs.
+    The rationale is the first annotator's reasoning whose score has the overall preference's sign.
+    Ties (0) are ``helpsteer3_tie``; records without such reasoning are ``helpsteer3_no_reasoning``."""
+    prompt = _dialogue(record.get("context"))
+    a, b = text_field(record, "response1"), text_field(record, "response2")
+    overall = record.get("overall_preference")
+    if isinstance(overall, bool) or not isinstance(overall, int | float) or not -3 <= overall <= 3:
+        raise RowError("bad_type:overall_preference")
+    if overall == 0:
+        raise RowError("helpsteer3_tie")
+    label = "A" if overall < 0 else "B"
+    annotations = record.get("individual_preference") or []
+    if not isinstance(annotations, list):
+        raise RowError("bad_type:individual_preference")
+    reasons = [ann.get("reasoning") for ann in annotations
+               if isinstance(ann, Mapping) and isinstance(ann.get("score"), int | float)
+               and (ann["score"] < 0) == (overall < 0) and ann["score"] != 0]
+    reasoning = next((r for r in reasons if isinstance(r, str) and r.strip()), None)
+    if reasoning is None:
+        raise RowError("helpsteer3_no_reasoning")
+    for mention, side in HELPSTEER3_SIDES.items():
+        reasoning = reasoning.replace(mention, side)
+    meta = carried_meta(record, {"context", "response1", "response2", "overall_preference",
+                                 "individual_preference", "source"})
+    row = pair_row(prompt, a, b, label, source_name(record, ctx, default="helpsteer3"), meta)
+    return [{**row, "rationale": reasoning.strip()}]
+
+
+def _dialogue(context: Any) -> str:
+    if not (isinstance(context, list) and context):
+        raise RowError("missing_field:context")
+    turns = []
+    for turn in context:
+        if not isinstance(turn, Mapping) or turn.get("role") not in HELPSTEER3_ROLES:
+            raise RowError("bad_turn:context")
+        turns.append((turn["role"], check_text(turn.get("content"), "context")))
+    if len(turns) == 1 and turns[0][0] == "user":
+        return turns[0][1]
+    return "\n\n".join(f"{HELPSTEER3_ROLES[role]}: {content}" for role, content in turns)
 
 
 def convert_rm_bench(record: Mapping[str, Any], ctx: SourceContext) -> list[dict[str, Any]]:
@@ -191,9 +274,12 @@ class Format:
 FORMATS: dict[str, Format] = {
     "ab": Format(convert_ab, PAIR_SCHEMA),
     "rationale": Format(convert_rationale, RATIONALE_SCHEMA),
+    "seed": Format(convert_seed, SEED_SCHEMA),
     "chosen_rejected": Format(convert_chosen_rejected, PAIR_SCHEMA),
     "hh_rlhf": Format(convert_hh_rlhf, PAIR_SCHEMA),
+    "helpsteer3": Format(convert_helpsteer3, SEED_SCHEMA),
     "judgebench": Format(convert_judgebench, PAIR_SCHEMA),
+    "judgebench_judgment": Format(convert_judgebench_judgment, SEED_SCHEMA),
     "rm_bench": Format(convert_rm_bench, PAIR_SCHEMA),
     "hhh": Format(convert_hhh, PAIR_SCHEMA),
 }
@@ -204,10 +290,16 @@ def sniff_format(record: Mapping[str, Any], origin: str) -> str:
     keys = set(record)
     if {"chosen_instruction", "rejected_instruction"} <= keys:
         return "hhh"
+    if {"question", "response_A", "response_B", "label", "judgments"} <= keys:
+        return "judgebench_judgment"
     if {"question", "response_A", "response_B", "label"} <= keys:
         return "judgebench"
+    if {"context", "response1", "response2", "overall_preference"} <= keys:
+        return "helpsteer3"
     if {*AB_FIELDS, "rationale", "target"} <= keys:
         return "rationale"
+    if {*AB_FIELDS, "rationale"} <= keys:
+        return "seed"
     if set(AB_FIELDS) <= keys:
         return "ab"
     if {"prompt", "chosen", "rejected"} <= keys:

@@ -1,4 +1,4 @@
-"""Arrow schemas of the three record kinds gram-ray writes to Parquet, and the pair id.
+"""Arrow schemas of the record kinds gram-ray writes to Parquet, and the pair id.
 
 `meta` is a JSON-encoded string rather than an Arrow map so that any source's extra fields survive
 a round trip through Parquet, Ray Data and pandas unchanged.
@@ -23,6 +23,10 @@ PAIR_FIELDS = [
     pa.field("meta", pa.string()),  # JSON object
 ]
 PAIR_SCHEMA = pa.schema(PAIR_FIELDS)
+
+# Pairs with a human (or reference judge's) rationale for their label, e.g. a seed set: the training
+# target "<think>rationale</think><answer>label</answer>" is derived where it is trained on.
+SEED_SCHEMA = pa.schema([*PAIR_FIELDS, pa.field("rationale", pa.string(), nullable=False)])
 
 RATIONALE_SCHEMA = pa.schema(
     [

@@ -151,7 +151,7 @@ def pipeline_inputs(d: Driver, rounds: int) -> dict:
     cfg = d.cfg
     if cfg.tinykit is None:
         paths = {key: _absolute(value) for key, value in cfg.data.model_dump().items()}
-        paths["base_model"] = _absolute(cfg.base_model) if Path(cfg.base_model).exists() else cfg.base_model
+        paths["base_model"] = model_ref(cfg.base_model)
         return d.stage("data", paths, [], lambda: ({}, paths)).info
 
     def build() -> tuple[dict, dict]:
@@ -167,6 +167,11 @@ def pipeline_inputs(d: Driver, rounds: int) -> dict:
         return {MODEL: str(kit.model_dir), "data": str(kit.labeled.parent)}, paths
 
     return d.stage("data", {"tinykit": cfg.tinykit, "rounds": rounds}, [], build).info
+
+
+def model_ref(model: str) -> str:
+    """A model directory as an absolute path (Ray workers run elsewhere); a hub id as given."""
+    return str(Path(model).resolve()) if Path(model).exists() else model
 
 
 def _absolute(value: str | list[str] | None) -> str | list[str] | None:

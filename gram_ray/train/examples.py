@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gram_ray.data.schemas import LABELS
-from gram_ray.prompts import judge_prompt, prover_prompt
+from gram_ray.prompts import judge_prompt, proof_to_target, prover_prompt
 
 # Stage 1 trains on both responses as one completion; a blank line keeps their boundary visible.
 PAIR_SEPARATOR = "\n\n"
@@ -32,7 +32,7 @@ def row_examples(row: Mapping, objective: str, role: str, template: str, swap_au
     if objective == "gram_stage2":
         return [Example(_judge(row, template), _label(row))]
     if role == "judge":
-        return [Example(_judge(row, template), _text(row, "target"))]
+        return [Example(_judge(row, template), _target(row))]
     if role == "prover":
         prompt = prover_prompt(template, _text(row, "prompt"), _text(row, "response_a"), _text(row, "response_b"),
                                _label(row))
@@ -42,6 +42,14 @@ def row_examples(row: Mapping, objective: str, role: str, template: str, swap_au
 
 def _judge(row: Mapping, template: str) -> str:
     return judge_prompt(template, _text(row, "prompt"), _text(row, "response_a"), _text(row, "response_b"))
+
+
+def _target(row: Mapping) -> str:
+    """The row's ``target``, or for a seed row (SEED_SCHEMA: a rationale, no target) the one its
+    rationale and label make."""
+    if row.get("target") is None and "rationale" in row:
+        return proof_to_target(_text(row, "rationale"), _label(row))
+    return _text(row, "target")
 
 
 def _text(row: Mapping, column: str) -> str:
