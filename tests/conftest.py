@@ -17,6 +17,14 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BENCHMARKS = SHARED / "data" / "benchmarks"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The real_model tests run last. Their in-process vLLM engines share vLLM's process-wide state (its
+    environment cache and model-parallel groups) with the session's in-process tiny engine, and an engine's
+    shutdown tears those groups down: a tiny-engine test after them fails ("pipeline model parallel group is
+    not initialized")."""
+    items.sort(key=lambda item: item.get_closest_marker("real_model") is not None)  # stable: order kept otherwise
+
+
 @pytest.fixture(scope="session")
 def benchmarks_dir() -> Path:
     if not BENCHMARKS.is_dir():

