@@ -5,9 +5,14 @@
 
 Recipe: train the prover on the rationale seed set -> the prover writes rationales for the rationale-free
 labeled set -> train the initial RM on them -> for each round over a fresh unlabeled source: the RM labels,
-the prover proves those labels, denoising drops what the filters reject, the RM is retrained on all
-synthesized data so far, and is evaluated on the held-out set. Optionally a control (the same retraining
-without unlabeled data), a label-only GRAM judge on the same labels, and a final fine-tune on the seed set.
+screening drops the labels the judge rules reject (before proofs are paid for), the prover proves the
+rest, denoising drops the proofs the rationale rules reject, the RM is retrained on all synthesized data
+so far, and is evaluated on the held-out set. Optionally a control (the same retraining without unlabeled
+data), a label-only GRAM judge on the same labels, and a final fine-tune on the seed set.
+
+With ``verifier_arm`` in the config, a second run on the same draw follows (``runs/<name>-verifier/``):
+the same recipe with ``filters.verifier`` set. It takes over the first run's stages that are the same in
+it (data, pre-training, prover, the labeled set's proofs) and the first run's report shows both arms.
 
 Every stage writes under ``runs/<name>/`` and is recorded in its manifest once complete, so re-running
 the same command resumes: finished stages are skipped, training resumes from its Ray Train checkpoint.
@@ -22,7 +27,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from gram_ray.apply.judges import JudgeKind
-from gram_ray.config import EngineSettings, JudgeConfig, SelfTrainConfig
+from gram_ray.config import EngineSettings, JudgeConfig, SelfTrainConfig, import_callable
+from gram_ray.eval.heldout import JUDGEMENTS
 from gram_ray.run.driver import (
     MODEL,
     Driver,
@@ -33,9 +39,10 @@ from gram_ray.run.driver import (
     pipeline_inputs,
     round_stage,
     round_tag,
+    second_arm,
     start_run,
 )
-from gram_ray.run.report import label_accuracy, write_report
+from gram_ray.run.report import build_report, denoising_settings, filter_precision, step_accuracy, write_report
 
 RM, EVAL = "rm", "eval"  # the pipeline's own per-round stages beside the inference stages': rm_r01, eval_r01
 
@@ -60,12 +67,24 @@ def _print_failure(future: Future[float]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    selftrain(start_run(SelfTrainConfig, __doc__, argv))
+    d = start_run(SelfTrainConfig, __doc__, argv)
+    headline = selftrain(d)
+    paths = write_report(d.run, headline)
+    if d.cfg.verifier_arm is not None:
+        arm = second_arm(d, d.cfg.verifier_arm_config())
+        print(f"[gram-ray] verifier arm: run {arm.run.root.name}, filters.verifier {arm.cfg.filters.verifier}",
+              flush=True)
+        arm_report = selftrain(arm)
+        write_report(arm.run, arm_report)
+        paths = write_report(d.run, headline, verifier_arm=arm_report)
+    print(f"[gram-ray] report: {paths['markdown']}  (also {paths['json']}, {paths['plot']})")
     return 0
 
 
-def selftrain(d: Driver) -> None:
-    from gram_ray.stages import DENOISE, LABEL, PROVE, denoise, label_pairs, prove_pairs
+def selftrain(d: Driver) -> dict:
+    """Run the recipe through ``d``; returns its report (``run.report.build_report``)."""
+    from gram_ray.stages import DENOISE, LABEL, PROVE, SCREEN, denoise, label_pairs, prove_pairs, screen
+    from gram_ray.stages.outputs import REJECTS
 
     cfg, run = d.cfg, d.run
     data = pipeline_inputs(d, cfg.rounds)
@@ -113,23 +132,32 @@ def selftrain(d: Driver) -> None:
 
     try:
         accuracy = {first_rm: aside(evaluate, round_stage(EVAL, 0), first_rm)}
-        rounds = [{"round": 0, "model": first_rm}]
+        rounds = [{"round": 0, "model": first_rm, "eval": round_stage(EVAL, 0)}]
         previous = first_rm
         for r in range(1, cfg.rounds + 1):
             labelling, judge_stage, unlabeled = round_stage(LABEL.name, r), previous, data["unlabeled"][r - 1]
             d.infer(labelling, cfg.judge, [judge_stage, "data"], lambda: label_pairs(
                 unlabeled, run.path(round_tag(r), LABEL.name), d.engine(judge_stage), cfg.judge, round=r))  # noqa: B023
-            synthesized.append(prove(r, d.path(labelling, LABEL.primary), labelling))
+            screening = round_stage(SCREEN.name, r)
+            d.infer(screening, cfg.filters.judge_rule_settings, [labelling], lambda: screen(
+                d.path(labelling, LABEL.primary), run.path(round_tag(r), SCREEN.name), cfg.filters))  # noqa: B023
+            synthesized.append(prove(r, d.path(screening, SCREEN.primary), screening))
             rm_start_round = StageRef(previous) if cfg.retrain_from == "previous" else rm_start
             d.train(round_stage(RM, r), "rm_round", rm_start_round, list(synthesized),
                     [round_stage(DENOISE.name, r), previous])
             previous = round_stage(RM, r)
             accuracy[previous] = aside(evaluate, round_stage(EVAL, r), previous)
+            filtering = (LABEL, SCREEN, PROVE, DENOISE)
+            precision = filter_precision(
+                d.path(labelling, LABEL.primary),
+                {stage.name: d.path(round_stage(stage.name, r), REJECTS) for stage in filtering},
+                d.path(screening, SCREEN.primary), d.path(round_stage(DENOISE.name, r), DENOISE.primary))
             rounds.append({
-                "round": r, "model": previous,
-                "pseudo_label_accuracy": label_accuracy(d.path(labelling, LABEL.primary)),
-                "kept_label_accuracy": label_accuracy(d.path(round_stage(DENOISE.name, r), DENOISE.primary)),
-                **{stage.name: d.results[round_stage(stage.name, r)].info for stage in (LABEL, PROVE, DENOISE)},
+                "round": r, "model": previous, "eval": round_stage(EVAL, r),
+                "pseudo_label_accuracy": precision["labelled"]["precision"],
+                "kept_label_accuracy": precision["after_denoise"]["precision"],
+                "precision": precision,
+                **{stage.name: d.results[round_stage(stage.name, r)].info for stage in filtering},
             })
 
         baselines: dict[str, Future[float]] = {}
@@ -156,10 +184,15 @@ def selftrain(d: Driver) -> None:
     if "final" in cfg.train:
         d.train("final", "final", StageRef(previous), [seed], [previous])
         final = "final"
-        rounds.append({"round": "final", "model": "final", "heldout_accuracy": evaluate("eval_final", "final")})
+        rounds.append({"round": "final", "model": "final", "eval": "eval_final",
+                       "heldout_accuracy": evaluate("eval_final", "final")})
+    if cfg.report.step_checker is not None:
+        checker = import_callable(cfg.report.step_checker)
+        for entry in rounds:
+            entry["reasoning_steps"] = step_accuracy(d.path(entry["eval"], JUDGEMENTS), data["heldout"], checker)
 
-    paths = write_report(run, rounds, baseline_accuracy, final_model=d.path(final, MODEL))
-    print(f"[gram-ray] report: {paths['markdown']}  (also {paths['json']}, {paths['plot']})")
+    return build_report(run, rounds, baseline_accuracy, d.path(final, MODEL),
+                        denoising_settings(cfg.filters, cfg.judge))
 
 
 if __name__ == "__main__":

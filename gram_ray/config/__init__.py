@@ -8,6 +8,7 @@ never reads YAML itself; pipelines compose the sections into one run config. Unk
 
 from gram_ray.config.data import ValidationConfig
 from gram_ray.config.inference import (
+    CallableSpec,
     EngineConfig,
     EngineSettings,
     FilterConfig,
@@ -31,16 +32,19 @@ from gram_ray.config.pipelines import (
     GramConfig,
     GramData,
     PipelineConfig,
+    ReportSection,
     RunSection,
     SelfTrainConfig,
     SelfTrainData,
     TinyKitSection,
+    VerifierArm,
 )
 from gram_ray.config.serving import ApplyConfig, RewardModelConfig, ServeConfig
 from gram_ray.config.training import TrainConfig, TrainSettings
 
 __all__ = [
     "ApplyConfig",
+    "CallableSpec",
     "ConfigError",
     "EngineConfig",
     "EngineSettings",
@@ -50,6 +54,7 @@ __all__ = [
     "JudgeConfig",
     "PipelineConfig",
     "ProverConfig",
+    "ReportSection",
     "RewardModelConfig",
     "RunSection",
     "Section",
@@ -63,6 +68,7 @@ __all__ = [
     "TrainConfig",
     "TrainSettings",
     "ValidationConfig",
+    "VerifierArm",
     "config_hash",
     "dump_config",
     "import_callable",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from gram_ray.config.loading import Section
 
@@ -129,6 +129,16 @@ def import_callable(spec: str) -> Callable:
     return fn
 
 
+def _importable(spec: str) -> str:
+    import_callable(spec)
+    return spec
+
+
+# A plug-in setting: "package.module:function", imported when the config loads so that a misspelt name
+# fails there, with import_callable's reason, and not hours into a run.
+CallableSpec = Annotated[str, AfterValidator(_importable)]
+
+
 class FilterConfig(Section):
     """Denoising of self-labelled data; every dropped row is quarantined with its reason."""
 
@@ -142,17 +152,10 @@ class FilterConfig(Section):
     support_check: Literal["none", "conclusion"] = Field(
         "conclusion", description="how to check that a rationale argues for its label"
     )
-    verifier: str | None = Field(
+    verifier: CallableSpec | None = Field(
         None, description="a task's own check, 'package.module:function', called as function(row, rationale, "
         "label) on rationale rows; a returned reason rejects the row as unsupported, None keeps it"
     )
-
-    @field_validator("verifier")
-    @classmethod
-    def _verifier_imports(cls, spec: str | None) -> str | None:
-        if spec is not None:
-            import_callable(spec)
-        return spec
 
     @model_validator(mode="after")
     def _check(self) -> FilterConfig:
@@ -160,6 +163,12 @@ class FilterConfig(Section):
             raise ValueError(f"min_rationale_chars ({self.min_rationale_chars}) > max_rationale_chars "
                              f"({self.max_rationale_chars})")
         return self
+
+    @property
+    def judge_rule_settings(self) -> dict:
+        """The settings the judge rules read (``stages.filters.judge_reason``): all that label-stage screening
+        depends on, so a changed rationale rule leaves screened labels, and the proofs paid for them, alone."""
+        return self.model_dump(include={"min_vote_share", "min_confidence", "require_consistent"})
 
 
 class StageJobConfig(Section):

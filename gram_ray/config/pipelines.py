@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from gram_ray.config.inference import EngineSettings, FilterConfig, JudgeConfig, ProverConfig
+from gram_ray.config.inference import CallableSpec, EngineSettings, FilterConfig, JudgeConfig, ProverConfig
 from gram_ray.config.loading import Section
 from gram_ray.config.training import TrainConfig, TrainSettings
 
@@ -91,6 +91,27 @@ class PipelineConfig(Section):
             raise ValueError(f"train.{phase}: {problems}") from None
 
 
+class ReportSection(Section):
+    """What the self-training report shows besides accuracy and label precision."""
+
+    step_checker: CallableSpec | None = Field(
+        None, description="'package.module:function' called as function(pair_row, rationale) -> {step: right} on "
+        "every held-out judgement, for a table of each reasoning step's share right per round (e.g. "
+        "gram_ray.tinykit.addition:rationale_steps); None = no step table"
+    )
+
+
+class VerifierArm(Section):
+    """A second self-training run on the same draw with ``filters.verifier`` set, reported beside the first:
+    what a task's own checker buys over task-agnostic denoising. It runs after the first arm and takes over
+    every finished stage of it whose settings are the same (data, pre-training, prover, ...)."""
+
+    run_name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._-]+$", description="its run folder under run.runs_dir; None = <run.name>-verifier"
+    )
+    verifier: CallableSpec = Field(description="the arm's filters.verifier, 'package.module:function'")
+
+
 class SelfTrainConfig(PipelineConfig):
     """The GRAM-R2 self-training recipe (``pipelines/selftrain.py``).
 
@@ -129,13 +150,28 @@ class SelfTrainConfig(PipelineConfig):
     eval_judge: JudgeConfig | None = Field(None, description="held-out evaluation; default: judge, greedy, 1 vote")
     prover: ProverConfig = Field(default_factory=ProverConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)
+    report: ReportSection = Field(default_factory=ReportSection)
+    verifier_arm: VerifierArm | None = Field(None, description="also run and report a verifier arm")
 
     @model_validator(mode="after")
     def _check_rounds(self) -> SelfTrainConfig:
         if self.data is not None and len(self.data.unlabeled) < self.rounds:
             raise ValueError(f"{self.rounds} rounds need {self.rounds} unlabeled sources, "
                              f"got {len(self.data.unlabeled)} (rows are never reused across rounds)")
+        if self.verifier_arm is not None and self.verifier_arm.run_name == self.run.name:
+            raise ValueError(f"verifier_arm.run_name must differ from run.name ({self.run.name!r})")
         return self
+
+    def verifier_arm_config(self) -> SelfTrainConfig:
+        """The verifier arm's run: this config with the arm's run name and verifier, and no arm of its own."""
+        if self.verifier_arm is None:
+            raise ValueError("the config names no verifier_arm")
+        arm = self.verifier_arm
+        return self.model_copy(update={
+            "run": self.run.model_copy(update={"name": arm.run_name or f"{self.run.name}-verifier"}),
+            "filters": self.filters.model_copy(update={"verifier": arm.verifier}),
+            "verifier_arm": None,
+        })
 
 
 class GramData(Section):

@@ -21,6 +21,7 @@ from gram_ray.data.io import ParquetSink
 from gram_ray.eval.harness import PAIRS, RESULT_SCHEMA, judge_benchmark
 from gram_ray.judging.engine import engine_env
 
+JUDGEMENTS = "judgements"  # the evaluation stage's output: every pair's judgement, in RESULTS
 RESULTS = "judgements.parquet"
 
 
@@ -51,7 +52,7 @@ def evaluate_heldout(pairs: str, out_dir: str | Path, engine: EngineConfig, judg
     no_verdict = sum(d is None for d in results.column("decision_1").to_pylist())
     info = {"pairs": results.num_rows, "correct": correct, "no_verdict": no_verdict, "kind": kind,
             "accuracy": correct / results.num_rows}
-    return {"judgements": str(out)}, info
+    return {JUDGEMENTS: str(out)}, info
 
 
 def _judge_pairs(pairs: str, engine: EngineConfig, judge: JudgeConfig, kind: JudgeKind) -> pa.Table:

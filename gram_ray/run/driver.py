@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from gram_ray.config import Section, config_hash, dump_config, load_config, parse_overrides
-from gram_ray.run.manifest import RunDir, StageResult
+from gram_ray.run.manifest import CorruptOutputError, RunDir, StageResult
 from gram_ray.run.session import connect_ray
 
 MODEL = "model"  # the output of a training stage (and of the tiny kit's data stage): a model folder
+TAKEN_FROM = "taken_from"  # in a manifest entry another run made: that run's name (see Driver.reuse)
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,16 @@ def round_stage(name: str, round_: int) -> str:
 
 @dataclass
 class Driver:
-    """Runs stages in order through the run folder's manifest; knows nothing about what a stage does."""
+    """Runs stages in order through the run folder's manifest; knows nothing about what a stage does.
+
+    With ``reuse``, another run's folder (a second arm of an experiment on the same draw), a stage that run
+    finished with the same hash, its files intact, is taken over as it is: recorded in this manifest with
+    that run's outputs, not run again."""
 
     cfg: Any  # the pipeline's config (a Section with a `run` section)
     run: RunDir
     redo: set[str]
+    reuse: RunDir | None = None
     redoing: bool = False
     results: dict[str, StageResult] = field(default_factory=dict)
 
@@ -67,6 +73,8 @@ class Driver:
         if not leaf:
             self.redoing = redo
         digest = config_hash({"settings": settings, "upstream": [self.hash(u) for u in upstream]})
+        if self._take_over(name, digest, upstream, leaf):
+            redo = False  # the other run did this stage, redo included: it ran first in this command
         before = None if redo else self.run.finished(name)
         result = self.run.run_stage(name, digest, fn, redo=redo)
         if (not (result.skipped or leaf) and before is not None
@@ -75,6 +83,31 @@ class Driver:
             self.redoing = True
         self.results[name] = result
         return result
+
+    def _take_over(self, name: str, digest: str, upstream: list[str], leaf: bool) -> bool:
+        """Record the ``reuse`` run's finished stage ``name`` here when its hash is ``digest``, its files are
+        intact and it was made from the same upstream files as this run holds (not so after this run made an
+        upstream stage itself); a different entry of this run's own is replaced, and later stages redo
+        (they were made from other outputs)."""
+        theirs = None if self.reuse is None else self.reuse.finished(name)
+        if theirs is None or theirs["config_hash"] != digest or not all(map(self._same_in_both, upstream)):
+            return False
+        try:
+            self.reuse.verify(name)
+        except CorruptOutputError:
+            return False
+        ours, taken = self.run.finished(name), {**theirs, TAKEN_FROM: self.reuse.root.name}
+        if ours != taken:
+            if ours is not None and not leaf and output_files(ours) != output_files(theirs):
+                self.redoing = True
+            self.run.adopt(name, taken)
+            print(f"[gram-ray] stage {name}: the same as in run {self.reuse.root.name}, taken over from there")
+        return True
+
+    def _same_in_both(self, name: str) -> bool:
+        """Whether this run and the ``reuse`` run hold the same files for finished stage ``name``."""
+        theirs = self.reuse.finished(name) if self.reuse is not None else None
+        return theirs is not None and output_files(theirs) == output_files(self.run.finished(name))
 
     def train(self, name: str, phase: str, start: Start, data: list[str], upstream: list[str], length: int = 1
               ) -> str:
@@ -192,10 +225,22 @@ def start_run(cls: type[Section], doc: str | None, argv: list[str] | None) -> Dr
     args = parser.parse_args(argv)
     _show_progress_logs()
     cfg = load_config(args.config, cls, parse_overrides(args.overrides))
-    run = RunDir(Path(cfg.run.runs_dir) / cfg.run.name)
-    dump_config(cfg, run.path("config.yaml"))
+    run = open_run(cfg)
     connect_ray(cfg.run.ray_address, cfg.run.local_cpus)
     return Driver(cfg, run, set(args.redo))
+
+
+def open_run(cfg: Any) -> RunDir:
+    """The run folder of ``cfg`` (``<run.runs_dir>/<run.name>``), with the config it runs written into it."""
+    run = RunDir(Path(cfg.run.runs_dir) / cfg.run.name)
+    dump_config(cfg, run.path("config.yaml"))
+    return run
+
+
+def second_arm(d: Driver, cfg: Any) -> Driver:
+    """A driver for another run of the same experiment (``cfg``: its config, on ``d``'s draw), which takes
+    over every stage ``d``'s run finished with the same settings; ``--redo`` applies to it too."""
+    return Driver(cfg, open_run(cfg), d.redo, reuse=d.run)
 
 
 def _show_progress_logs() -> None:

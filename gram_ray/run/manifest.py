@@ -98,17 +98,22 @@ class RunDir:
             out_rec[out_name] = {"path": str(path), "rows": n, "files": fingerprint(path)}
             if n is not None:
                 rows[out_name] = n
+        self.adopt(name, {
+            "config_hash": config_hash,
+            "outputs": out_rec,
+            "info": info,
+            "seconds": round(seconds, 3),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        })
+        return StageResult(name, dict(outputs), rows, info, seconds, skipped=False)
+
+    def adopt(self, name: str, entry: dict) -> None:
+        """Record ``entry`` as stage ``name``'s: one this run made, or another run's finished entry as it is,
+        its outputs where that run keeps them."""
         with self._lock:
             manifest = self.manifest()
-            manifest["stages"][name] = {
-                "config_hash": config_hash,
-                "outputs": out_rec,
-                "info": info,
-                "seconds": round(seconds, 3),
-                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }
+            manifest["stages"][name] = entry
             atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
-        return StageResult(name, dict(outputs), rows, info, seconds, skipped=False)
 
     def forget(self, name: str) -> None:
         with self._lock:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gram_ray.data.schemas import LABELS, PAIR_SCHEMA, RATIONALE_SCHEMA, other_label, pair_id
-from gram_ray.prompts import judge_prompt, proof_to_target, prover_prompt
+from gram_ray.prompts import judge_prompt, parse_answer, proof_to_target, prover_prompt
 
 SOURCE = "tinykit-addition"
 OPERANDS = range(10, 50)
@@ -189,6 +189,28 @@ def verify_rationale(pair_row: Mapping, rationale: str, label: str) -> str | Non
             return "both responses match the written sum"
         return f"rationale supports {other_label(label)}, label is {label}"
     return _unproved_sum(rationale, written)
+
+
+def rationale_steps(pair_row: Mapping, rationale: str) -> dict[str, bool]:
+    """Which steps of a digit-verify judgement are right, for the report's step table (the pipelines'
+    ``report.step_checker``): ``sum``, the one written sum is the true sum; ``quote``, each response is
+    quoted exactly, once; ``verdict``, each yes/no is true of its comparison as written (a wrong sum
+    compared correctly still counts); ``label``, the final answer is the gold label. ``rationale`` is the
+    judge's whole text, its ``<answer>`` block included; the truth comes from the row's ``meta``."""
+    meta = json.loads(pair_row.get("meta") or "{}")
+    sums = _SUM.findall(rationale)
+    comparisons: dict[str, list[tuple[str, str, str]]] = {side: [] for side in LABELS}
+    for side, quoted, compared, word in _VERDICT.findall(rationale):
+        comparisons[side].append((quoted, compared, word))
+    once = all(len(found) == 1 for found in comparisons.values())
+    return {
+        "sum": len(sums) == 1 and int(sums[0]) == meta.get("sum"),
+        "quote": once and all(comparisons[side][0][0] == str(pair_row[f"response_{side.lower()}"]).strip()
+                              for side in LABELS),
+        "verdict": once and all((quoted == compared) == (word == "yes")
+                                for ((quoted, compared, word),) in comparisons.values()),
+        "label": parse_answer(rationale) == meta.get("gold_label"),
+    }
 
 
 def _unproved_sum(rationale: str, written: str) -> str | None:

@@ -8,7 +8,7 @@ The first kill comes once the label stage has checkpointed some engine rows, so 
 at row level. The second comes once Ray Train has registered a checkpoint of round 1's training (listed
 in its run snapshot, which is all a relaunch restores from; a checkpoint folder on disk is not enough, nor
 a step in the log, which reaches the driver late), with that training made long enough (re-runs only) to
-still be under way. Round 1's label, prove and denoise outputs are seeded or greedy functions
+still be under way. Round 1's label, screen, prove and denoise outputs are seeded or greedy functions
 of that model, so they must equal the reference row for row; the retrained model may differ in its
 weights (Ray Data does not fix the example order of a resumed epoch), so for it and its evaluation the
 test checks ids: none missing, none duplicated.
@@ -40,7 +40,7 @@ RAY = str(Path(sys.executable).with_name("ray"))
 # and `python` in the job's entry point is this environment's, as in an activated virtualenv
 ENV = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1",
        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-ROUND1 = ["label_r01", "prove_r01", "denoise_r01", "rm_r01", "eval_r01"]
+ROUND1 = ["label_r01", "screen_r01", "prove_r01", "denoise_r01", "rm_r01", "eval_r01"]
 # the re-runs' round-1 training: long enough that a kill after its first registered checkpoint lands mid-run
 # (the reference's 6 steps take about 1 s, less than Ray Train's 2 s between registrations); rm_r01 is cut
 # from the manifest, so its new settings are no conflict, and only ids are compared downstream of it
@@ -171,7 +171,7 @@ def test_job_submit_then_kill_and_resume_gives_the_same_outputs(head_node, tmp_p
                lambda _: (_registered(storage) or "").startswith("step_"), "a registered rm_r01 checkpoint")
     killed_at = int(_registered(storage).removeprefix("step_"))
     finished = json.loads((run / "manifest.json").read_text())["stages"]
-    assert {"label_r01", "prove_r01", "denoise_r01"} <= set(finished) and "rm_r01" not in finished
+    assert {"label_r01", "screen_r01", "prove_r01", "denoise_r01"} <= set(finished) and "rm_r01" not in finished
     assert not (run / "models" / "rm_r01").exists(), "the kill landed after round 1's training had finished"
     # 5. run to the end
     final = _driver(runs, head_node["gcs"], log)
@@ -186,7 +186,7 @@ def test_job_submit_then_kill_and_resume_gives_the_same_outputs(head_node, tmp_p
     resumed = read_manifest(Path(_stage_outputs(run, "rm_r01")["model"]))["resumed_from_step"]
     assert resumed is not None and killed_at <= resumed < RM_STEPS and resumed % RM_CHECKPOINT_EVERY == 0
 
-    for stage in ("label_r01", "prove_r01", "denoise_r01"):
+    for stage in ("label_r01", "screen_r01", "prove_r01", "denoise_r01"):
         ours, theirs = _stage_outputs(run, stage), _stage_outputs(run, stage, moved_to=reference)
         assert ours.keys() == theirs.keys()
         for name in ours:

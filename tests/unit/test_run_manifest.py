@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gram_ray.run.driver import Driver, ModelPath, StageRef, round_stage, round_tag
+from gram_ray.run.driver import Driver, ModelPath, StageRef, round_stage, round_tag, second_arm
 from gram_ray.run.manifest import ConfigChangedError, CorruptOutputError, RunDir
 
 
@@ -135,6 +135,78 @@ def test_redoing_a_leaf_stage_redoes_no_later_stage(tmp_path):
     calls = []
     run_pipeline({"model"}, calls)
     assert calls == ["model", "eval", "next"]
+
+
+class _Run:
+    """The part of a pipeline config ``open_run`` reads."""
+
+    def __init__(self, runs: Path, name: str) -> None:
+        from gram_ray.config import RunSection
+
+        self.run = RunSection(name=name, runs_dir=str(runs))
+
+    def model_dump(self, mode: str = "python") -> dict:
+        return {"run": self.run.model_dump(mode=mode)}
+
+
+def test_a_second_arm_takes_over_the_stages_the_first_finished_with_the_same_settings(tmp_path):
+    """The verifier arm's run: stages whose hash (settings and upstream) equals the first run's are recorded
+    with the first run's outputs, not run again; the first that differs, and all after it, run."""
+    values = iter(range(100))
+
+    def run_pipeline(d: Driver, verifier: str | None, calls: list) -> None:
+        d.stage("data", {"seed": 0}, [], _stage_writing(d.run, "data", values, calls))
+        d.stage("prover", {"steps": 3}, ["data"], _stage_writing(d.run, "prover", values, calls))
+        d.stage("denoise", {"verifier": verifier}, ["prover"], _stage_writing(d.run, "denoise", values, calls))
+        d.stage("rm", {"steps": 3}, ["denoise"], _stage_writing(d.run, "rm", values, calls))
+
+    headline = Driver(cfg=_Run(tmp_path, "demo"), run=RunDir(tmp_path / "demo"), redo=set())
+    run_pipeline(headline, None, [])
+    calls: list = []
+    arm = second_arm(headline, _Run(tmp_path, "demo-verifier"))
+    run_pipeline(arm, "pkg.mod:check", calls)
+    assert calls == ["denoise", "rm"]
+    assert arm.run.root == tmp_path / "demo-verifier" and (arm.run.root / "config.yaml").exists()
+    assert arm.path("prover", "out") == headline.path("prover", "out")
+    assert arm.path("prover", "out") == str(tmp_path / "demo" / "prover" / "out.parquet")
+    assert arm.path("rm", "out") == str(tmp_path / "demo-verifier" / "rm" / "out.parquet")
+    assert arm.run.finished("prover") == {**headline.run.finished("prover"), "taken_from": "demo"}
+
+    # run again: nothing reruns; once the first run's prover is redone, the arm takes the new one and its
+    # later stages redo (their hashes are unchanged, their inputs are not)
+    calls = []
+    run_pipeline(second_arm(headline, _Run(tmp_path, "demo-verifier")), "pkg.mod:check", calls)
+    assert calls == []
+    redone = Driver(cfg=_Run(tmp_path, "demo"), run=RunDir(tmp_path / "demo"), redo={"prover"})
+    run_pipeline(redone, None, [])
+    calls = []
+    run_pipeline(second_arm(redone, _Run(tmp_path, "demo-verifier")), "pkg.mod:check", calls)
+    assert calls == ["denoise", "rm"]
+    redone_prover = {**RunDir(tmp_path / "demo").finished("prover"), "taken_from": "demo"}
+    assert RunDir(tmp_path / "demo-verifier").finished("prover") == redone_prover
+
+
+def test_a_second_arm_runs_a_stage_itself_when_the_first_runs_files_are_damaged(tmp_path):
+    values = iter(range(100))
+
+    def run_pipeline(d: Driver, calls: list) -> None:
+        d.stage("data", {"seed": 0}, [], _stage_writing(d.run, "data", values, calls))
+        d.stage("prover", {"steps": 3}, ["data"], _stage_writing(d.run, "prover", values, calls))
+
+    headline = Driver(cfg=_Run(tmp_path, "demo"), run=RunDir(tmp_path / "demo"), redo=set())
+    run_pipeline(headline, [])
+    (tmp_path / "demo" / "data" / "out.parquet").write_bytes(b"PAR1 damaged")
+    calls: list = []
+    arm = second_arm(headline, _Run(tmp_path, "demo-verifier"))
+    run_pipeline(arm, calls)
+    assert calls == ["data", "prover"]
+    assert arm.path("data", "out") == str(tmp_path / "demo-verifier" / "data" / "out.parquet")
+    # the first run repairs its stage (new outputs, so its later stages redo): the arm takes both over again
+    run_pipeline(Driver(cfg=_Run(tmp_path, "demo"), run=RunDir(tmp_path / "demo"), redo=set()), [])
+    calls = []
+    arm = second_arm(headline, _Run(tmp_path, "demo-verifier"))
+    run_pipeline(arm, calls)
+    assert calls == [] and arm.path("prover", "out") == str(tmp_path / "demo" / "prover" / "out.parquet")
 
 
 class _TrainPhases:

@@ -63,12 +63,33 @@ def _pipeline(**sections) -> dict:
          "train.rm: Value error, gram_stage2 trains a label-only judge"),
         ({"train": {"prover": {}, "rm": {}}}, "missing ['rm_round']"),
         ({"engine": {"model": "set-per-stage"}}, "engine.model: Extra inputs are not permitted"),
+        ({"report": {"step_checker": "gram_ray.tinykit.addition:no_such_steps"}},
+         "report.step_checker: Value error, module 'gram_ray.tinykit.addition' has no attribute 'no_such_steps'"),
+        ({"verifier_arm": {"verifier": "gram_ray.no_such_module:check"}},
+         "verifier_arm.verifier: Value error, cannot import module 'gram_ray.no_such_module'"),
+        ({"verifier_arm": {}}, "verifier_arm.verifier: Field required"),
+        ({"verifier_arm": {"run_name": "t", "verifier": "gram_ray.tinykit.addition:verify_rationale"}},
+         "verifier_arm.run_name must differ from run.name ('t')"),
     ],
 )
 def test_a_bad_pipeline_section_is_named_by_its_key(change, message):
     with pytest.raises(ConfigError, match="invalid configuration") as err:
         parse_config(_pipeline(**change), SelfTrainConfig)
     assert message in str(err.value)
+
+
+def test_the_verifier_arm_is_the_same_run_with_the_arms_name_and_verifier():
+    check = "gram_ray.tinykit.addition:verify_rationale"
+    cfg = parse_config(_pipeline(filters={"min_confidence": 0.6}, verifier_arm={"verifier": check}), SelfTrainConfig)
+    arm = cfg.verifier_arm_config()
+    assert arm.run.name == "t-verifier" and arm.verifier_arm is None
+    assert arm.filters == cfg.filters.model_copy(update={"verifier": check}) and arm.filters.min_confidence == 0.6
+    assert arm.model_dump(exclude={"run", "filters", "verifier_arm"}) == cfg.model_dump(
+        exclude={"run", "filters", "verifier_arm"})
+    named = parse_config(_pipeline(verifier_arm={"run_name": "other", "verifier": check}), SelfTrainConfig)
+    assert named.verifier_arm_config().run.name == "other"
+    with pytest.raises(ValueError, match="no verifier_arm"):
+        parse_config(_pipeline(), SelfTrainConfig).verifier_arm_config()
 
 
 def test_a_phase_keeps_what_it_was_given_and_becomes_a_run_with_the_drivers_paths():

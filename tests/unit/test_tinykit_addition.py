@@ -18,6 +18,7 @@ from gram_ray.tinykit.addition import (
     TaskSizes,
     digit_verify,
     question,
+    rationale_steps,
     verify_rationale,
     worked_solution,
     write_task,
@@ -264,3 +265,32 @@ def test_rewriting_with_fewer_rounds_leaves_no_stale_shards(tmp_path):
     write_task(tmp_path, sizes=TaskSizes(**{**SMALL_SIZES.__dict__, "unlabeled_rounds": 3}))
     files = write_task(tmp_path, sizes=SMALL_SIZES)
     assert sorted((tmp_path / "unlabeled").iterdir()) == files.unlabeled
+
+
+# ---- rationale_steps ------------------------------------------------------------------------------
+
+GOLD = {**PAIR, "meta": json.dumps({"sum": 85, "gold_label": "A"})}
+
+
+@pytest.mark.parametrize(
+    ("rationale", "steps"),
+    [
+        (proof_to_target(digit_verify(37, 48, "85", "84"), "A"), {"sum": True, "quote": True, "verdict": True,
+                                                                 "label": True}),
+        # the failure issue 25 measured: sum and quotes right, a verdict wrong, so the label too
+        (proof_to_target("sum 85. A: 85 vs 85 yes. B: 84 vs 85 yes.", "B"), {"sum": True, "quote": True,
+                                                                            "verdict": False, "label": False}),
+        # a wrong sum compared correctly: the verdicts are true of the comparisons as written
+        (proof_to_target("sum 84. A: 85 vs 84 no. B: 84 vs 84 yes.", "B"), {"sum": False, "quote": True,
+                                                                           "verdict": True, "label": False}),
+        (proof_to_target("sum 85. A: 86 vs 85 no. B: 84 vs 85 no.", "A"), {"sum": True, "quote": False,
+                                                                          "verdict": True, "label": True}),
+        (proof_to_target("sum 85. A: 85 vs 85 yes.", "A"), {"sum": True, "quote": False, "verdict": False,
+                                                           "label": True}),
+        ("sum 85. sum 85. A: 85 vs 85 yes. B: 84 vs 85 no.", {"sum": False, "quote": True, "verdict": True,
+                                                             "label": False}),  # no <answer>: no final label
+        ("", {"sum": False, "quote": False, "verdict": False, "label": False}),
+    ],
+)
+def test_rationale_steps_judges_each_step_on_its_own(rationale, steps):
+    assert rationale_steps(GOLD, rationale) == steps
