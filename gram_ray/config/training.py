@@ -60,9 +60,9 @@ class TrainSettings(Section):
         "Ray Data tasks"
     )
     cache_shard_rows: int = Field(
-        50_000, ge=0, description="a worker's shard of at most this many examples is read through Ray Data once, "
-        "before the first step, and reshuffled in memory for later epochs (each Ray Data epoch costs a "
-        "streaming start); 0 = never"
+        50_000, ge=0, description="a worker's part of at most this many examples is read through Ray Data once, "
+        "before the first step, and shuffled whole in memory every epoch (each Ray Data epoch costs a streaming "
+        "start); larger parts stream every epoch in key order, shuffled within windows; 0 = always stream"
     )
     checkpoint_every: int = Field(0, ge=0, description="steps between Ray Train checkpoints; 0 = each epoch end")
     checkpoints_to_keep: int = Field(2, ge=1)

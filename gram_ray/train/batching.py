@@ -58,36 +58,3 @@ def batches_from_windows(
         for batch in group_by_length([len(x) for x in ids], micro_batch_size, rng):
             yield collate([ids[i] for i in batch], [weights[i] for i in batch], pad_id)
 
-
-class ShardEpochs:
-    """This worker's rows, epoch after epoch, in windows of ``window`` rows (a Ray Train dataset shard).
-
-    Every Ray Data epoch starts a streaming execution, which on a shard of a few micro-batches costs more
-    than its training steps (the demo's seed sets are 2-3 micro-batches an epoch for hundreds of steps).
-    A small shard is therefore read whole before its first step (so Ray Data's split coordinator and stats
-    actor work before training, not beside it on the cores the step uses), trained in the order Ray Data
-    delivered it (its local shuffle) and reshuffled in memory for later epochs, seeded by epoch and rank.
-    A large one streams every epoch.
-    """
-
-    def __init__(self, shard, window: int, seed: int, rank: int, cache: bool) -> None:
-        self.shard, self.window, self.seed, self.rank, self.cache = shard, window, seed, rank, cache
-        self.rows: list[tuple] | None = None
-
-    def windows(self, epoch: int) -> Iterator[dict]:
-        if not self.cache:
-            yield from self._stream(epoch)
-            return
-        if self.rows is None:  # the first epoch, in the order Ray Data delivered it
-            rows = self.rows = [row for batch in self._stream(epoch)
-                                for row in zip(batch["input_ids"], batch["weights"], strict=True)]
-        else:
-            rows = list(self.rows)
-            random.Random(f"{self.seed}/{epoch}/{self.rank}/rows").shuffle(rows)
-        for start in range(0, len(rows), self.window):
-            chunk = rows[start : start + self.window]
-            yield {"input_ids": [r[0] for r in chunk], "weights": [r[1] for r in chunk]}
-
-    def _stream(self, epoch: int) -> Iterator[dict]:
-        return self.shard.iter_batches(batch_size=self.window, batch_format="numpy",
-                                       local_shuffle_buffer_size=self.window, local_shuffle_seed=self.seed + epoch)

@@ -1,10 +1,10 @@
-"""Parquet -> tokenized, loss-weighted examples as a materialized Ray Dataset, plus the counts a run
-reports (examples, truncated, rejected).
+"""Parquet -> tokenized, loss-weighted examples as a materialized Ray Dataset sorted by each example's
+``key`` (``gram_ray.train.epochs``), plus the counts a run reports (examples, truncated, rejected).
 
 Rows that cannot become an example (a missing label, an empty target) are written, whole and with their
 ``reason``, to a rejects Parquet folder; the run goes on without them and says how many there were.
 Tokenizing happens once, before the workers start (in Ray Data tasks, or in the driver for small inputs);
-Ray Train then splits the materialized dataset into equal shards (``get_dataset_shard``).
+The trainer then cuts the sorted dataset into one equal part per worker (``epochs.rank_parts``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from gram_ray.config import TrainConfig
 from gram_ray.data.io import parquet_files, parquet_rows
 from gram_ray.prompts import judge_prompt
+from gram_ray.train.epochs import KEY, row_key
 from gram_ray.train.examples import row_examples
 from gram_ray.train.tokenize import ExampleEncoder, decision_token_ids, label_token_ids, render_prompt
 
@@ -36,7 +37,7 @@ REJECT_STAGE = "train"
 
 @dataclass(frozen=True)
 class TrainData:
-    dataset: ray.data.Dataset  # columns: input_ids, weights
+    dataset: ray.data.Dataset  # columns: key, input_ids, weights; sorted by key
     examples: int
     tokens: int
     truncated: int
@@ -74,11 +75,12 @@ def _prepare(batch: pa.Table, cfg: TrainConfig) -> dict:
     """Encoded examples of every good row; one row with a ``reason`` (and the source row as JSON) for
     every row that cannot be trained on."""
     encoder = make_encoder(cfg)
-    cols: dict[str, list] = {k: [] for k in ("input_ids", "weights", "length", "truncated", "reason", "source")}
+    cols: dict[str, list] = {k: [] for k in (KEY, "input_ids", "weights", "length", "truncated", "reason", "source")}
 
     def add(ids: list, weights: list, truncated: bool, reason: str | None, source: str | None) -> None:
-        for key, value in zip(cols, (ids, weights, len(ids), int(truncated), reason, source), strict=True):
-            cols[key].append(value)
+        values = (row_key(ids, weights), ids, weights, len(ids), int(truncated), reason, source)
+        for column, value in zip(cols, values, strict=True):
+            cols[column].append(value)
 
     for row in batch.to_pylist():
         try:
@@ -90,6 +92,7 @@ def _prepare(batch: pa.Table, cfg: TrainConfig) -> dict:
             enc = encoder.encode(example)
             add(enc.input_ids, enc.weights, enc.truncated, None, None)
     return {
+        KEY: pa.array(cols[KEY], pa.string()),
         "input_ids": pa.array(cols["input_ids"], pa.list_(pa.int32())),
         "weights": pa.array(cols["weights"], pa.list_(pa.float32())),
         "length": pa.array(cols["length"], pa.int32()),
@@ -100,7 +103,7 @@ def _prepare(batch: pa.Table, cfg: TrainConfig) -> dict:
 
 
 def _accepted(batch: pa.Table) -> pa.Table:
-    return batch.filter(pc.is_null(batch["reason"])).select(["input_ids", "weights"])
+    return batch.filter(pc.is_null(batch["reason"])).select([KEY, "input_ids", "weights"])
 
 
 def _rejected(batch: pa.Table) -> pa.Table:
@@ -130,7 +133,8 @@ def _counts(batches: Iterable[pa.Table]) -> Counts:
 
 
 def _prepare_files(cfg: TrainConfig, rejects_path: Path) -> tuple[ray.data.Dataset, Counts]:
-    """(accepted examples as a materialized dataset, counts); rejected rows are written to ``rejects_path``.
+    """(accepted examples as a materialized dataset sorted by key, counts); rejected rows are written to
+    ``rejects_path``.
 
     Inputs of at most ``cfg.local_prepare_rows`` rows are tokenized in the driver: Ray Data's seconds per
     execution outweigh tokenizing a seed set. Larger ones are tokenized by Ray Data tasks."""
@@ -141,14 +145,14 @@ def _prepare_files(cfg: TrainConfig, rejects_path: Path) -> tuple[ray.data.Datas
         if counts.rejected:
             rejects_path.mkdir(parents=True, exist_ok=True)
             pq.write_table(_rejected(table), rejects_path / "part-00000.parquet")
-        return ray.data.from_arrow(_accepted(table)), counts
+        return ray.data.from_arrow(_accepted(table).sort_by(KEY)), counts
     prepared = ray.data.read_parquet([str(f) for f in files]).map_batches(
         _prepare, batch_format="pyarrow", fn_kwargs={"cfg": cfg}
     ).materialize()
     counts = _counts(prepared.select_columns(["length", "truncated", "reason"]).iter_batches(batch_format="pyarrow"))
     if counts.rejected:
         prepared.map_batches(_rejected, batch_format="pyarrow").write_parquet(str(rejects_path))
-    return prepared.map_batches(_accepted, batch_format="pyarrow").materialize(), counts
+    return prepared.map_batches(_accepted, batch_format="pyarrow").sort(KEY).materialize(), counts
 
 
 def build_train_data(cfg: TrainConfig, rejects_path: Path) -> TrainData:

@@ -1,9 +1,11 @@
 """The step loop every Ray Train worker runs (``train_loop_per_worker``): logging, checkpointing and the
 export are all in it, in the order they happen; the helpers below it do one thing each.
 
-A checkpoint is this worker's DeepSpeed engine state plus, from rank 0, ``progress.json``; Ray Train
-merges every rank's folder into one. The last report carries the Hugging Face export instead, which the
-driver (``gram_ray.train.trainer``) moves into place.
+A checkpoint is this worker's DeepSpeed engine state (model, optimizer and LR scheduler) and RNG states
+plus, from rank 0, ``progress.json``; Ray Train merges every rank's folder into one. With the epoch order
+of ``gram_ray.train.epochs`` that is all a resumed worker needs to go on exactly as if never stopped. The
+last report carries the Hugging Face export instead, which the driver (``gram_ray.train.trainer``) moves
+into place.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from gram_ray.config import TrainConfig
-from gram_ray.train.batching import ShardEpochs, batches_from_windows
+from gram_ray.train.batching import batches_from_windows
+from gram_ray.train.epochs import ShardEpochs, rank_dataset
 from gram_ray.train.export import MANIFEST, save_hf_model, write_manifest
 from gram_ray.train.objectives import make_objective
 from gram_ray.train.step import build_optimizer, build_scheduler, forward_loss, to_device
@@ -84,8 +88,9 @@ def train_loop_per_worker(config: dict) -> None:
     _say(rank, f"worker ready in {time.perf_counter() - began:.1f}s (model, DeepSpeed ZeRO-{cfg.zero_stage}, "
                f"{world} worker(s))")
     objective = make_objective(cfg.objective, plan.label_ids, cfg.label_smoothing)
-    shard = ShardEpochs(ray.train.get_dataset_shard("train"), cfg.micro_batch_size * cfg.length_group_window,
-                        cfg.seed, rank, cache=plan.examples // cfg.num_workers <= cfg.cache_shard_rows)
+    window = cfg.micro_batch_size * cfg.length_group_window
+    shard = ShardEpochs(ray.train.get_dataset_shard(rank_dataset(rank)), window, cfg.micro_batch_size, cfg.seed, rank,
+                        cache=plan.examples // cfg.num_workers <= cfg.cache_shard_rows)
     meter = _Metrics(engine.device, rank, plan.total_steps, plan.truncated, scheduler, cfg.report_every_s)
 
     while progress.step < plan.total_steps:
@@ -151,12 +156,16 @@ def _deepspeed_engine(cfg: TrainConfig, total_steps: int, world: int):
 
 
 def _resume(engine, checkpoint, rank: int, total_steps: int) -> Progress:
-    """Step 0 of a new run, or the engine state and progress of the checkpoint Ray Train hands a relaunched
-    or restarted worker."""
+    """Step 0 of a new run, or the engine state, RNG states and progress of the checkpoint Ray Train hands
+    a relaunched or restarted worker."""
     if checkpoint is None:
         return Progress()
     with checkpoint.as_directory() as folder:
-        engine.load_checkpoint(folder, tag=ENGINE_TAG)
+        loaded, _ = engine.load_checkpoint(folder, tag=ENGINE_TAG, load_optimizer_states=True,
+                                           load_lr_scheduler_states=True)
+        if loaded is None:
+            raise RuntimeError(f"checkpoint {checkpoint.path} holds no DeepSpeed state for rank {rank}")
+        _load_rng_states(Path(folder), rank)
         progress = Progress.load(Path(folder))
     progress.resumed_from_step = progress.step
     _say(rank, f"resumed from step {progress.step}/{total_steps} (epoch {progress.epoch})")
@@ -166,7 +175,7 @@ def _resume(engine, checkpoint, rank: int, total_steps: int) -> Progress:
 def _batches_left_in_epoch(shard: ShardEpochs, progress: Progress, cfg: TrainConfig, pad_id: int,
                            rank: int) -> Iterator[tuple[int, dict]]:
     """(index, micro-batch) of the epoch ``progress`` is in, after those it had consumed (a resumed run
-    skips them by count)."""
+    skips them by count: the epoch's order is the same in every run)."""
     windows = shard.windows(progress.epoch)
     rng = random.Random(f"{cfg.seed}/{progress.epoch}/{rank}")
     batches = batches_from_windows(windows, cfg.micro_batch_size, pad_id, rng)
@@ -181,10 +190,34 @@ def _optimizer_step(engine) -> bool:
 
 
 def save_checkpoint(engine, progress: Progress, folder: str, rank: int) -> None:
-    """This rank's DeepSpeed state (ZeRO shards included) and, from rank 0, the progress into ``folder``."""
+    """This rank's DeepSpeed state (ZeRO shards included) and RNG states and, from rank 0, the progress
+    into ``folder``."""
     engine.save_checkpoint(folder, tag=ENGINE_TAG)
+    _save_rng_states(Path(folder), rank)
     if rank == 0:
         progress.save(Path(folder))
+
+
+def _rng_file(folder: Path, rank: int) -> Path:
+    return folder / f"rng_rank_{rank}.pt"
+
+
+def _save_rng_states(folder: Path, rank: int) -> None:
+    """Python's, NumPy's and torch's generators (CUDA's too on a GPU): whatever draws from them after a
+    resume (dropout, a library's sampling) draws what it would have drawn."""
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save(states, _rng_file(folder, rank))
+
+
+def _load_rng_states(folder: Path, rank: int) -> None:
+    states = torch.load(_rng_file(folder, rank), weights_only=False)  # our own file: Python and NumPy tuples
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states:
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def export_model(engine, cfg: TrainConfig, plan: StepPlan, progress: Progress, metrics: dict, out: Path,

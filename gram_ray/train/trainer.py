@@ -1,12 +1,14 @@
 """``train(cfg)``: tokenize on Ray Data, launch the step loop (``gram_ray.train.loop``) on Ray Train
 ``TorchTrainer`` workers with DeepSpeed ZeRO, and move the exported Hugging Face directory into place.
 
-Resume: checkpoints are DeepSpeed engine states (each rank's shards, merged by Ray Train into one
-folder) plus ``progress.json`` (step, epoch, micro-batches consumed in the epoch, loss history). A run
-relaunched with the same ``RunConfig(name, storage_path)`` gets the latest one from
-``ray.train.get_checkpoint()``, reloads the engine and skips the micro-batches it had consumed. Ray Data
-does not promise the same row order across runs, so a mid-epoch resume continues with the same count of
-examples, not necessarily the same ones.
+Resume: checkpoints are DeepSpeed engine states (each rank's model, optimizer and scheduler state,
+merged by Ray Train into one folder), each rank's RNG states, and ``progress.json`` (step, epoch,
+micro-batches consumed in the epoch, loss history). A run relaunched with the same
+``RunConfig(name, storage_path)`` gets the latest one from ``ray.train.get_checkpoint()``, reloads all of it
+and skips the micro-batches it had consumed. Each worker's rows and their order in every epoch are a pure
+function of the examples, the seed, the epoch and the rank (``gram_ray.train.epochs``: one key-sorted part
+per rank, handed to Ray Train unsplit), so the skipped micro-batches are the ones trained on and the resumed
+run makes the model an uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from gram_ray.config import TrainConfig, config_hash
 from gram_ray.train.batching import micro_batches_per_epoch
+from gram_ray.train.epochs import rank_dataset, rank_parts
 from gram_ray.train.export import MANIFEST, read_manifest
 from gram_ray.train.loop import StepPlan, train_loop_per_worker
 
@@ -33,7 +36,7 @@ RAY_TRAIN_SNAPSHOT = "checkpoint_manager_snapshot.json"
 
 def make_plan(cfg: TrainConfig, examples: int, truncated: int, rejected: int, pad_id: int,
               label_ids: tuple[int, int] | None) -> StepPlan:
-    rows_per_worker = examples // cfg.num_workers  # Ray Train splits equally, dropping the remainder
+    rows_per_worker = examples // cfg.num_workers  # equal parts, the remainder left out (epochs.rank_parts)
     if rows_per_worker == 0:
         raise ValueError(f"{examples} example(s) cannot feed {cfg.num_workers} workers")
     per_epoch = micro_batches_per_epoch(rows_per_worker, cfg.micro_batch_size)
@@ -129,7 +132,9 @@ def train(cfg: TrainConfig) -> Path:
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoints_to_keep),
         ),
-        datasets={"train": data.dataset},
+        datasets={rank_dataset(r): part for r, part in enumerate(rank_parts(data.dataset, data.examples,
+                                                                           cfg.num_workers))},
+        dataset_config=_ordered_parts(),
     )
     result = trainer.fit()
     if result.checkpoint is None:
@@ -142,6 +147,16 @@ def train(cfg: TrainConfig) -> Path:
     staging.rename(out)
     log.info("model exported to %s (%.1fs in all)", out, time.perf_counter() - began)
     return out
+
+
+def _ordered_parts():
+    """Ray Train's data config for the per-rank parts: none split again (each goes whole to its rank), each
+    read in its stored order, which ``ShardEpochs`` checks."""
+    from ray.train import DataConfig
+
+    options = DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return DataConfig(datasets_to_split=[], execution_options=options)
 
 
 def _staging(out: Path) -> Path:

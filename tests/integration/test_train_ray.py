@@ -5,8 +5,10 @@ starting from the previous run's export (so the later two are also adaptations o
 2. reasoning-RM SFT (ZeRO-2) on digit-verify rationales, decision tokens weighted, some truncated;
 3. GRAM stage 2 (ZeRO-2), launched with `gram-ray train` in a separate driver that is killed after its
    first checkpoint, then relaunched here with the same config: it must resume, not start over;
-4. GRAM stage 2 again, here, with one Ray Train worker process SIGKILLed mid-epoch once a checkpoint is
-   registered: Ray Train must restart the worker group from that checkpoint and finish the run.
+4. GRAM stage 2 from the kit's model, killed in the second epoch once a checkpoint is registered and
+   resumed, twice: the driver killed and relaunched (parts kept in memory), and one Ray Train worker process
+   SIGKILLed, the worker group restarted by Ray Train (parts streamed). Each must export the very weights an
+   uninterrupted run of the same settings exports, bit for bit.
 
 Each run must lower its loss; the ZeRO-3 and ZeRO-2 exports must load in vLLM and generate. Stage 2
 (two launches: killed, resumed) is marked slow. Its labels are all "A" (the correct sum is put on side
@@ -29,6 +31,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
+from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from gram_ray.config import TrainConfig, dump_config, load_config
@@ -44,6 +48,10 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "pipelines" / "configs"
 TWO_WORKERS = {"num_workers": 2, "cpus_per_worker": 1, "warmup_ratio": 0.0, "log_every": 1}
+# 56 pairs on 2 workers at micro-batch 2: 14 steps an epoch. A kill once step 15 is registered lands in the
+# second epoch (the resume must find epoch 1's order, not epoch 0's), with checkpoints left to come after it.
+MID_EPOCH = {"max_steps": 40, "checkpoint_every": 5}
+KILL_AFTER_STEP = 15
 
 
 def _losses(out: Path) -> list[float]:
@@ -118,22 +126,25 @@ def _snapshot(cfg: TrainConfig) -> Path:
     return Path(storage) / name / RAY_TRAIN_SNAPSHOT
 
 
-@pytest.fixture(scope="module")
-def stage2(judge, pairs, ray_local, tmp_path_factory) -> tuple[Path, TrainConfig, Path]:
-    """Launched by `gram-ray train` in its own driver, killed (SIGKILL) once a checkpoint is registered,
-    relaunched here with the same config."""
-    root = tmp_path_factory.mktemp("stage2")
-    cfg = _stage2_config(root, judge[0], pairs, max_steps=12, checkpoint_every=3)
-    config_path = root / "stage2.yaml"
+def _registered_step(run_folder: Path) -> int:
+    """The step of the latest checkpoint Ray Train registered for the run (0 when none is)."""
+    name = registered_checkpoint(run_folder)
+    return int(name.rsplit("_", 1)[1]) if name else 0
+
+
+def _kill_driver_then_relaunch(cfg: TrainConfig, root: Path, ray_local, after_step: int) -> Path:
+    """Launch `gram-ray train` in its own driver, SIGKILL it once Ray Train has registered a checkpoint of
+    a step past ``after_step``, relaunch the same config here; the export."""
+    config_path = root / "train.yaml"
     dump_config(cfg, config_path)
-    snapshot = _snapshot(cfg)
+    run_folder = _snapshot(cfg).parent
     log = root / "killed_driver.log"
     env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address, "PYTHONUNBUFFERED": "1"}
     driver = subprocess.Popen([sys.executable, "-m", "gram_ray.cli", "train", "--config", str(config_path)],
                               cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
-        while not registered_checkpoint(snapshot.parent):
+        while _registered_step(run_folder) <= after_step:
             assert driver.poll() is None, f"driver ended before a checkpoint:\n{log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"no checkpoint in time:\n{log.read_text()[-3000:]}"
             time.sleep(0.2)
@@ -147,21 +158,32 @@ def stage2(judge, pairs, ray_local, tmp_path_factory) -> tuple[Path, TrainConfig
     from gram_ray.train import train
 
     assert train(cfg) == cfg_output(cfg)
-    return cfg_output(cfg), cfg, root
+    return cfg_output(cfg)
+
+
+@pytest.fixture(scope="module")
+def stage2(judge, pairs, ray_local, tmp_path_factory) -> tuple[Path, TrainConfig, Path]:
+    """Launched by `gram-ray train` in its own driver, killed (SIGKILL) once a checkpoint is registered,
+    relaunched here with the same config."""
+    root = tmp_path_factory.mktemp("stage2")
+    cfg = _stage2_config(root, judge[0], pairs, max_steps=12, checkpoint_every=3)
+    return _kill_driver_then_relaunch(cfg, root, ray_local, after_step=0), cfg, root
 
 
 def cfg_output(cfg: TrainConfig) -> Path:
     return Path(cfg.output_dir)
 
 
-def _kill_a_worker_once_checkpointed(snapshot: Path, job_id: str, killed: list, stop: threading.Event) -> None:
-    """SIGKILL one Ray Train worker process of this job as soon as Ray Train has registered a checkpoint;
-    an error here goes into ``killed`` too, so that the test reports it rather than a missing kill."""
+def _kill_a_worker_once_checkpointed(snapshot: Path, job_id: str, after_step: int, killed: list,
+                                     stop: threading.Event) -> None:
+    """SIGKILL one Ray Train worker process of this job as soon as Ray Train has registered a checkpoint of
+    a step past ``after_step``; an error here goes into ``killed`` too, so that the test reports it rather
+    than a missing kill."""
     from ray._private.state import actors
 
     try:
         while not stop.is_set():
-            if registered_checkpoint(snapshot.parent):
+            if _registered_step(snapshot.parent) > after_step:
                 workers = [a for a in actors(actor_state_name="ALIVE").values()
                            if a["ActorClassName"] == "RayTrainWorker" and a["JobID"] == job_id and a["Pid"]]
                 if workers:
@@ -173,20 +195,36 @@ def _kill_a_worker_once_checkpointed(snapshot: Path, job_id: str, killed: list, 
         killed.append(error)
 
 
-@pytest.fixture(scope="module")
-def stage2_worker_killed(judge, pairs, ray_local, tmp_path_factory) -> tuple[Path, TrainConfig, list[int]]:
-    """Stage 2 trained in this process with ``max_failures`` 1 while a thread kills one of its two workers.
+def _uninterrupted(root: Path, model: Path, pairs: list[dict], **settings) -> Path:
+    from gram_ray.train import train
 
-    56 pairs on 2 workers at micro-batch 2 are 14 steps an epoch; a checkpoint every 4 steps, so the
-    first one registered, and the kill after it, fall inside the first or second epoch, not at its end.
-    """
+    return train(_stage2_config(root, model, pairs, **settings))
+
+
+@pytest.fixture(scope="module")
+def stage2_driver_killed(tiny_kit, pairs, ray_local, tmp_path_factory) -> tuple[Path, Path, TrainConfig]:
+    """(resumed export, uninterrupted export, config): stage 2 from the kit's model, parts kept in memory,
+    the driver killed in the second epoch and relaunched; and the same settings uninterrupted."""
+    root = tmp_path_factory.mktemp("stage2_driver_killed")
+    cfg = _stage2_config(root, tiny_kit.model_dir, pairs, **MID_EPOCH)
+    resumed = _kill_driver_then_relaunch(cfg, root, ray_local, after_step=KILL_AFTER_STEP)
+    return resumed, _uninterrupted(tmp_path_factory.mktemp("stage2_whole"), tiny_kit.model_dir, pairs,
+                                   **MID_EPOCH), cfg
+
+
+@pytest.fixture(scope="module")
+def stage2_worker_killed(tiny_kit, pairs, ray_local, tmp_path_factory) -> tuple[Path, Path, TrainConfig, list]:
+    """(resumed export, uninterrupted export, config, killed pids): stage 2 from the kit's model, parts
+    streamed every epoch, trained in this process with ``max_failures`` 1 while a thread kills one of its two
+    workers in the second epoch; and the same settings uninterrupted."""
     root = tmp_path_factory.mktemp("stage2_worker_killed")
-    cfg = _stage2_config(root, judge[0], pairs, max_steps=30, checkpoint_every=4, max_failures=1)
+    streamed = {**MID_EPOCH, "cache_shard_rows": 0}
+    cfg = _stage2_config(root, tiny_kit.model_dir, pairs, **streamed, max_failures=1)
     killed: list[int] = []
     stop = threading.Event()
     job_id = ray_local.get_runtime_context().get_job_id()
-    killer = threading.Thread(target=_kill_a_worker_once_checkpointed, args=(_snapshot(cfg), job_id, killed, stop),
-                              daemon=True)
+    killer = threading.Thread(target=_kill_a_worker_once_checkpointed,
+                              args=(_snapshot(cfg), job_id, KILL_AFTER_STEP, killed, stop), daemon=True)
     killer.start()
     from gram_ray.train import train
 
@@ -195,7 +233,29 @@ def stage2_worker_killed(judge, pairs, ray_local, tmp_path_factory) -> tuple[Pat
     finally:
         stop.set()
         killer.join()
-    return out, cfg, killed
+    whole = _uninterrupted(tmp_path_factory.mktemp("stage2_streamed_whole"), tiny_kit.model_dir, pairs, **streamed)
+    return out, whole, cfg, killed
+
+
+def _assert_resumed_mid_second_epoch(out: Path, cfg: TrainConfig) -> None:
+    manifest = read_manifest(out)
+    resumed = manifest["resumed_from_step"]
+    per_worker = manifest["examples"] // cfg.num_workers
+    steps_per_epoch = micro_batches_per_epoch(per_worker, cfg.micro_batch_size) // cfg.grad_accum
+    assert steps_per_epoch == 14 and resumed is not None and resumed % cfg.checkpoint_every == 0, resumed
+    assert steps_per_epoch < resumed < cfg.max_steps and resumed % steps_per_epoch != 0, resumed  # mid epoch 1+
+    history = manifest["history"]
+    assert [m["step"] for m in history] == list(range(1, cfg.max_steps + 1))  # no step repeated or lost
+    assert [m["epoch"] for m in history] == [(s - 1) // steps_per_epoch for s in range(1, cfg.max_steps + 1)]
+    assert manifest["rejected"] == 3
+
+
+def _assert_same_model(resumed: Path, whole: Path) -> None:
+    """Bit for bit: every tensor of the export, and every step's loss."""
+    mine, theirs = load_file(resumed / "model.safetensors"), load_file(whole / "model.safetensors")
+    assert sorted(mine) == sorted(theirs)
+    assert [name for name in mine if not torch.equal(mine[name], theirs[name])] == []
+    assert _losses(resumed) == _losses(whole)
 
 
 def test_stage1_zero3_lowers_the_pair_lm_loss(stage1):
@@ -242,21 +302,20 @@ def test_stage2_rejects_unlabeled_rows_with_their_reason(stage2):
     assert {(r["reason"], r["stage"]) for r in rejects} == {("label must be one of ('A', 'B'), got None", "train")}
 
 
-def test_a_worker_killed_mid_epoch_is_restarted_from_the_registered_checkpoint(stage2_worker_killed):
-    out, cfg, killed = stage2_worker_killed
+def test_a_worker_killed_mid_epoch_is_restarted_and_makes_the_uninterrupted_model(stage2_worker_killed):
+    out, whole, cfg, killed = stage2_worker_killed
     assert killed, "no worker was killed: the run ended before Ray Train registered a checkpoint"
     assert len(killed) == 1 and isinstance(killed[0], int), killed
-    manifest = read_manifest(out)
-    resumed = manifest["resumed_from_step"]
-    assert resumed is not None and resumed % 4 == 0 and 4 <= resumed < cfg.max_steps, resumed
-    history = manifest["history"]
-    per_worker = manifest["examples"] // cfg.num_workers
-    steps_per_epoch = micro_batches_per_epoch(per_worker, cfg.micro_batch_size) // cfg.grad_accum
-    assert steps_per_epoch == 14 and resumed % steps_per_epoch != 0  # the checkpoint was taken mid-epoch
-    assert [m["step"] for m in history] == list(range(1, cfg.max_steps + 1))  # no step repeated or lost
-    assert [m["epoch"] for m in history] == [(s - 1) // steps_per_epoch for s in range(1, cfg.max_steps + 1)]
-    assert manifest["rejected"] == 3
+    _assert_resumed_mid_second_epoch(out, cfg)
     _assert_loss_fell(out, margin=0.05)
+    _assert_same_model(out, whole)
+
+
+@pytest.mark.slow
+def test_a_driver_killed_mid_epoch_resumes_to_the_uninterrupted_model(stage2_driver_killed):
+    out, whole, cfg = stage2_driver_killed
+    _assert_resumed_mid_second_epoch(out, cfg)
+    _assert_same_model(out, whole)
 
 
 def test_finished_export_is_returned_without_training(stage1):

@@ -5,7 +5,6 @@ import random
 import torch
 
 from gram_ray.train.batching import (
-    ShardEpochs,
     batches_from_windows,
     collate,
     group_by_length,
@@ -58,43 +57,3 @@ def test_windows_yield_every_example_once_in_micro_batches():
     seen = sorted(int(b["attention_mask"][r].sum()) for b in batches for r in range(len(b["input_ids"])))
     assert seen == sorted(lengths)
 
-
-class _CountingShard:
-    """A dataset shard stand-in that counts its epochs (Ray Data streaming executions)."""
-
-    def __init__(self, rows: int) -> None:
-        self.ids = [[i] * (1 + i % 5) for i in range(rows)]
-        self.passes = 0
-
-    def iter_batches(self, batch_size: int, **_: object):
-        self.passes += 1
-        for start in range(0, len(self.ids), batch_size):
-            chunk = self.ids[start : start + batch_size]
-            yield {"input_ids": chunk, "weights": [[1.0] * len(x) for x in chunk]}
-
-
-def _epoch_rows(epochs: ShardEpochs, epoch: int) -> list[int]:
-    return [ids[0] for window in epochs.windows(epoch) for ids in window["input_ids"]]
-
-
-def test_small_shard_streams_once_then_reshuffles_in_memory():
-    shard = _CountingShard(rows=37)
-    epochs = ShardEpochs(shard, window=8, seed=0, rank=0, cache=True)
-    first, second, third = (_epoch_rows(epochs, e) for e in range(3))
-    assert shard.passes == 1
-    assert first == list(range(37))  # the first epoch in the order Ray Data delivered it
-    assert sorted(second) == sorted(third) == list(range(37))
-    assert len({tuple(first), tuple(second), tuple(third)}) == 3  # a new order every epoch
-    assert max(len(w["input_ids"]) for w in epochs.windows(3)) == 8
-
-
-def test_small_shard_is_read_whole_before_its_first_window_and_large_shard_streams_every_epoch():
-    shard = _CountingShard(rows=20)
-    epochs = ShardEpochs(shard, window=4, seed=0, rank=0, cache=True)
-    next(iter(epochs.windows(0)))  # Ray Data's execution is over before the first step
-    assert shard.passes == 1 and sorted(r[0][0] for r in epochs.rows) == list(range(20))
-    assert sorted(_epoch_rows(epochs, 1)) == list(range(20)) and shard.passes == 1
-    streaming = ShardEpochs(_CountingShard(rows=20), window=4, seed=0, rank=0, cache=False)
-    for epoch in range(3):
-        _epoch_rows(streaming, epoch)
-    assert streaming.shard.passes == 3
