@@ -1,11 +1,14 @@
 """A synthetic preference task with a verifiable answer: which of two sums of two-digit numbers is right.
 
-It is the demo's and the tests' stand-in for real preference data (design and measured behaviour in
-shared/reference/demo-probe.md): both answers have the same number of digits, so length says nothing;
-the wrong answer is a typical slip (off by 1, 2, 9, 10, 11 or a forgotten carry); the correct side is
-balanced. The "digit-verify" rationale writes the sum digit by digit and then compares each response
-with it, which is what a tiny model can learn to do. Ground truth rides along in every row's ``meta``
-(also on unlabeled rows) so pipelines can measure pseudo-label accuracy; training reads only the pair.
+It is the demo's and the tests' stand-in for real preference data: both answers have the same number of
+digits, so length says nothing; the wrong answer is a typical slip (off by 1, 2, 9, 10, 11 or a forgotten
+carry); the correct side is balanced. The "digit-verify" rationale works the sum out column by column,
+then checks each response digit by digit against it ("A: 85 = 8 5, 8 8 same 5 5 same, yes.") and
+concludes. Each comparison is of two single digits, a 10 x 10 table that pre-training covers whole; a
+2-layer judge asked instead whether two whole-number tokens are equal generalises that test to number
+pairs it never saw compared on some draws and not on others. Ground truth rides along in every row's
+``meta`` (also on unlabeled rows) so pipelines can measure pseudo-label accuracy; training reads only the
+pair.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ SOURCE = "tinykit-addition"
 OPERANDS = range(10, 50)
 HELDOUT_SHARE = 0.2  # of the unordered operand pairs, reserved for the held-out split
 WRONG_OFFSETS = (1, -1, 2, -2, 9, -9, 10, -10, 11, -11)
-# The tokens a digit-verify judgement turns on (the verdict words and the answer label), as decoded
-# text; the kit tokenizer keeps each one a single token, for decision-token loss weighting.
-DECISION_WORDS = (" yes", " no", "A", "B")
+# The tokens a digit-verify judgement turns on (each digit comparison, each response's verdict and the
+# answer label), as decoded text; the kit tokenizer keeps each one a single token, for decision-token
+# loss weighting.
+DECISION_WORDS = (" same", " diff", " yes", " no", "A", "B")
 PRETRAIN_SCHEMA = pa.schema(
     [pa.field("prompt", pa.string(), nullable=False), pa.field("completion", pa.string(), nullable=False)]
 )
@@ -94,13 +98,12 @@ def worked_solution(a: int, b: int) -> str:
 
 def checked_response(a: int, b: int, response_a: str, response_b: str, side: str) -> dict[str, str]:
     """A pre-training row that checks one named response of two against the worked solution: finding a
-    number in the prompt, copying it and comparing it, skills an LLM brings from pre-training and a tiny
-    model from scratch lacks (judges and provers trained without them quoted the wrong number in most of
-    their rationales). No preference: one response is checked, none is preferred to the other."""
+    number in the prompt, copying it, spelling it digit by digit and comparing digits, skills an LLM
+    brings from pre-training and a tiny model from scratch lacks. No preference: one response is
+    checked, none is preferred to the other."""
     answer = response_a if side == "A" else response_b
-    verdict = "yes" if answer == str(a + b) else "no"
     return {"prompt": f"{question(a, b)}\nResponse A: {response_a}\nResponse B: {response_b}\nCheck response {side}.",
-            "completion": f"{worked_solution(a, b)} {side}: {answer} vs {a + b} {verdict}."}
+            "completion": f"{worked_solution(a, b)} {check_line(side, answer, str(a + b))}"}
 
 
 def pretrain_record(a: int, b: int, rng: random.Random) -> dict[str, str]:
@@ -119,14 +122,18 @@ def pretrain_record(a: int, b: int, rng: random.Random) -> dict[str, str]:
     return checked_response(a, b, response_a, response_b, rng.choice(LABELS))
 
 
+def check_line(side: str, response: str, total: str) -> str:
+    """One response checked against the written sum: quoted, spelled, compared digit by digit, judged."""
+    pairs = " ".join(f"{x} {y} {'same' if x == y else 'diff'}" for x, y in zip(response, total, strict=False))
+    return f"{side}: {response} = {' '.join(response)}, {pairs}, {'yes' if response == total else 'no'}."
+
+
 def digit_verify(a: int, b: int, response_a: str, response_b: str) -> str:
-    """The worked solution, then each response checked against the written sum."""
+    """The worked solution, each response checked against the written sum, and the conclusion."""
     total = str(a + b)
-    verdicts = " ".join(
-        f"{side}: {resp} vs {total} {'yes' if resp == total else 'no'}."
-        for side, resp in (("A", response_a), ("B", response_b))
-    )
-    return f"{worked_solution(a, b)} {verdicts}"
+    winner = "A" if response_a == total else "B"
+    checks = " ".join(check_line(side, resp, total) for side, resp in (("A", response_a), ("B", response_b)))
+    return f"{worked_solution(a, b)} {checks} Conclusion: response {winner}."
 
 
 def wrong_answers(a: int, b: int) -> dict[int, str]:
@@ -142,20 +149,55 @@ def wrong_answers(a: int, b: int) -> dict[int, str]:
 
 _SUM = re.compile(r"\bsum (\d+)\.")
 _STEPS = re.compile(r"(\d)\+(\d)=(\d+), carry (\d)\. (\d)\+(\d)(?:\+(\d))?=(\d+)\. sum \d+\.")
-_VERDICT = re.compile(r"(?<![A-Za-z])([AB]): (.+?) vs (\d+) (yes|no)\b")
+_CHECK = re.compile(r"(?<![A-Za-z])([AB]): (\S+) = ([\d ]+?), ((?:\d \d (?:same|diff) ?)+), (yes|no)\.")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One response's check as a rationale writes it: ``A: 85 = 8 5, 8 8 same 5 5 same, yes.``"""
+
+    quoted: str
+    spelled: str  # the quote's digits, space-separated
+    pairs: tuple[tuple[str, str, str], ...]  # (response digit, sum digit, "same" | "diff")
+    word: str  # "yes" | "no"
+
+    def problem(self, response: str, written: str) -> str | None:
+        """Why this check is not a true check of ``response`` against the written sum, or None."""
+        if self.quoted != response:
+            return f"quoted as {self.quoted!r}, response is {response!r}"
+        if self.spelled.split() != list(response):
+            return f"{self.quoted} spelled as {self.spelled!r}"
+        if [(x, y) for x, y, _ in self.pairs] != list(zip(response, written, strict=False)) \
+                or len(response) != len(written):
+            return f"digits of {response} not paired with the written sum {written}"
+        for x, y, relation in self.pairs:
+            if (x == y) != (relation == "same"):
+                return f"'{x} {y} {relation}' is false"
+        if (response == written) != (self.word == "yes"):
+            return f"verdict '{self.word}' is wrong for {response} vs {written}"
+        return None
+
+
+def read_checks(rationale: str) -> dict[str, list[Check]]:
+    """Every response check a rationale writes, by side."""
+    checks: dict[str, list[Check]] = {side: [] for side in LABELS}
+    for side, quoted, spelled, pairs, word in _CHECK.findall(rationale):
+        triples = re.findall(r"(\d) (\d) (same|diff)", pairs)
+        checks[side].append(Check(quoted, spelled.strip(), tuple(triples), word))
+    return checks
 
 
 def verify_rationale(pair_row: Mapping, rationale: str, label: str) -> str | None:
     """None when a digit-verify rationale supports ``label``, else a short reason.
 
-    "Supports" means: one written sum; each response quoted as it is in the pair and compared with that
-    sum; each yes/no verdict true of its comparison; the one "yes" on the label's side; and the sum
-    proved: worked steps whose arithmetic is true (ones, carry, tens) and give that sum. The steps are
-    not checked against the question's operands, so a proof can still be wrong about the question; but a
-    sum copied from the labelled response, with steps that do not add up to it, is no proof (the demo's
-    prover wrote such "proofs" for a third of the wrong pseudo-labels it was given). This is the filter a
-    self-training loop can apply without ground truth, as the denoising filter's verifier plugin
-    (``filters.verifier: gram_ray.tinykit.addition:verify_rationale``).
+    "Supports" means: one written sum; each response checked once, quoted as it is in the pair, spelled
+    and compared digit by digit with that sum, every comparison and verdict true; the one "yes" on the
+    label's side; and the sum proved: worked steps whose arithmetic is true (ones, carry, tens) and give
+    that sum. The steps are not checked against the question's operands, so a proof can still be wrong
+    about the question; but a sum copied from the labelled response, with steps that do not add up to it,
+    is no proof. This is a task's own checker, the kind of filter a user with a verifiable task plugs in
+    as ``filters.verifier: gram_ray.tinykit.addition:verify_rationale``; the demo's headline arm runs
+    without it, on the paper's task-agnostic filters alone.
     """
     if label not in LABELS:
         raise ValueError(f"label must be one of {LABELS}, got {label!r}")
@@ -163,24 +205,14 @@ def verify_rationale(pair_row: Mapping, rationale: str, label: str) -> str | Non
     if len(sums) != 1:
         return "no sum line" if not sums else "several sum lines"
     written = sums[0]
-    verdicts: dict[str, tuple[str, str, str]] = {}
-    for side, quoted, compared, word in _VERDICT.findall(rationale):
-        if side in verdicts:
-            return f"several verdicts for {side}"
-        verdicts[side] = (quoted, compared, word)
     supported = []
-    for side in LABELS:
-        if side not in verdicts:
-            return f"no verdict for {side}"
-        quoted, compared, word = verdicts[side]
-        response = str(pair_row[f"response_{side.lower()}"]).strip()
-        if quoted != response:
-            return f"{side} quoted as {quoted!r}, response is {response!r}"
-        if compared != written:
-            return f"{side} compared with {compared}, written sum is {written}"
-        if (quoted == written) != (word == "yes"):
-            return f"{side} verdict '{word}' is wrong for {quoted} vs {written}"
-        if word == "yes":
+    for side, found in read_checks(rationale).items():
+        if len(found) != 1:
+            return f"no check of {side}" if not found else f"several checks of {side}"
+        problem = found[0].problem(str(pair_row[f"response_{side.lower()}"]).strip(), written)
+        if problem:
+            return f"{side}: {problem}"
+        if found[0].word == "yes":
             supported.append(side)
     if supported != [label]:
         if not supported:
@@ -194,21 +226,21 @@ def verify_rationale(pair_row: Mapping, rationale: str, label: str) -> str | Non
 def rationale_steps(pair_row: Mapping, rationale: str) -> dict[str, bool]:
     """Which steps of a digit-verify judgement are right, for the report's step table (the pipelines'
     ``report.step_checker``): ``sum``, the one written sum is the true sum; ``quote``, each response is
-    quoted exactly, once; ``verdict``, each yes/no is true of its comparison as written (a wrong sum
-    compared correctly still counts); ``label``, the final answer is the gold label. ``rationale`` is the
-    judge's whole text, its ``<answer>`` block included; the truth comes from the row's ``meta``."""
+    checked once and quoted exactly; ``verdict``, each check's digit comparisons and yes/no are true of
+    what it compares (a wrong sum compared correctly still counts); ``label``, the final answer is the
+    gold label. ``rationale`` is the judge's whole text, its ``<answer>`` block included; the truth comes
+    from the row's ``meta``."""
     meta = json.loads(pair_row.get("meta") or "{}")
     sums = _SUM.findall(rationale)
-    comparisons: dict[str, list[tuple[str, str, str]]] = {side: [] for side in LABELS}
-    for side, quoted, compared, word in _VERDICT.findall(rationale):
-        comparisons[side].append((quoted, compared, word))
-    once = all(len(found) == 1 for found in comparisons.values())
+    checks = read_checks(rationale)
+    once = all(len(found) == 1 for found in checks.values())
+    written = sums[0] if len(sums) == 1 else None
     return {
-        "sum": len(sums) == 1 and int(sums[0]) == meta.get("sum"),
-        "quote": once and all(comparisons[side][0][0] == str(pair_row[f"response_{side.lower()}"]).strip()
+        "sum": written is not None and int(written) == meta.get("sum"),
+        "quote": once and all(checks[side][0].quoted == str(pair_row[f"response_{side.lower()}"]).strip()
                               for side in LABELS),
-        "verdict": once and all((quoted == compared) == (word == "yes")
-                                for ((quoted, compared, word),) in comparisons.values()),
+        "verdict": once and written is not None
+        and all(found[0].problem(found[0].quoted, written) is None for found in checks.values()),
         "label": parse_answer(rationale) == meta.get("gold_label"),
     }
 

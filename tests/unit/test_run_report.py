@@ -23,7 +23,7 @@ from gram_ray.run.report import (
     write_report,
 )
 from gram_ray.stages.schemas import LABELLED_SCHEMA, reject_schema
-from gram_ray.tinykit.addition import digit_verify, rationale_steps
+from gram_ray.tinykit.addition import check_line, digit_verify, rationale_steps
 
 REJECT_SCHEMA = reject_schema(LABELLED_SCHEMA)
 
@@ -113,8 +113,9 @@ def _judgements(tmp_path, texts: dict[str, str | None]) -> tuple[str, str]:
 def test_step_accuracy_shows_each_reasoning_step_on_its_own(tmp_path):
     texts = {
         "right": proof_to_target(digit_verify(37, 48, "85", "84"), "A"),
-        "bad_verdict": proof_to_target("sum 85. A: 85 vs 85 yes. B: 84 vs 85 yes.", "B"),
-        "bad_sum": proof_to_target("sum 84. A: 85 vs 84 no. B: 84 vs 84 yes.", "B"),
+        "bad_verdict": proof_to_target(f"sum 85. {check_line('A', '85', '85')} B: 84 = 8 4, 8 8 same 4 5 same, yes.",
+                                       "B"),
+        "bad_sum": proof_to_target(f"sum 84. {check_line('A', '85', '84')} {check_line('B', '84', '84')}", "B"),
         "no_text": None,
     }
     got = step_accuracy(*_judgements(tmp_path, texts), rationale_steps)

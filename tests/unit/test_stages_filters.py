@@ -83,7 +83,7 @@ def test_the_tinykit_verifier_plugin_rejects_what_it_finds_unsupported():
     good = digit_verify(37, 48, "85", "84")
     assert reject_reason(with_rationale(good, "A"), cfg) is None
     assert reject_reason(with_rationale(good, "B"), cfg) == "unsupported: rationale supports A, label is B"
-    assert reject_reason(with_rationale("sum 85.", "A"), cfg) == "unsupported: no verdict for A"
+    assert reject_reason(with_rationale("sum 85.", "A"), cfg) == "unsupported: no check of A"
     assert reject_reason(judged(), cfg) is None  # a labelled pair without a rationale is not the verifier's
 
 

@@ -16,6 +16,7 @@ from gram_ray.tinykit.addition import (
     OPERANDS,
     SMALL_SIZES,
     TaskSizes,
+    check_line,
     digit_verify,
     question,
     rationale_steps,
@@ -43,10 +44,13 @@ def test_worked_solution_lines_are_true_and_end_in_the_sum():
         assert text.endswith(f"sum {a + b}.")
 
 
-def test_digit_verify_matches_the_probe_rationale():
+def test_digit_verify_checks_each_response_digit_by_digit_and_concludes():
     assert digit_verify(37, 48, "85", "84") == (
-        "7+8=15, carry 1. 3+4+1=8. sum 85. A: 85 vs 85 yes. B: 84 vs 85 no."
+        "7+8=15, carry 1. 3+4+1=8. sum 85. A: 85 = 8 5, 8 8 same 5 5 same, yes. "
+        "B: 84 = 8 4, 8 8 same 4 5 diff, no. Conclusion: response A."
     )
+    assert digit_verify(37, 48, "75", "85").endswith(
+        "A: 75 = 7 5, 7 8 diff 5 5 same, no. B: 85 = 8 5, 8 8 same 5 5 same, yes. Conclusion: response B.")
 
 
 @pytest.mark.parametrize("split", ["labeled", "heldout"])
@@ -75,52 +79,62 @@ def test_rationale_inside_a_generated_target_is_read():
     assert verify_rationale(PAIR, target, "A") is None
 
 
+def checks(written: str, a: str = "85", b: str = "84") -> str:
+    """Both responses' checks against ``written``, as a correct judge writes them."""
+    return f"{check_line('A', a, written)} {check_line('B', b, written)}"
+
+
 def test_a_consistent_wrong_sum_still_supports_its_label():
     # The filter checks the proof, not the answer key: steps that add up (on a misread 7) give sum 84.
-    rationale = "7+7=14, carry 1. 3+4+1=8. sum 84. A: 85 vs 84 no. B: 84 vs 84 yes."
+    rationale = f"7+7=14, carry 1. 3+4+1=8. sum 84. {checks('84')}"
     assert verify_rationale(PAIR, rationale, "B") is None
 
 
 @pytest.mark.parametrize(
-    ("rationale", "reason"),
+    ("steps", "response_b", "reason"),
     [  # a wrong label "proved" by writing the labelled response as the sum: the steps give it away
-        ("7+8=15, carry 1. 3+4+1=8. sum 84. A: 85 vs 84 no. B: 84 vs 84 yes.", "the steps give 85, not"),
-        ("7+8=14, carry 1. 3+4+1=8. sum 84. A: 85 vs 84 no. B: 84 vs 84 yes.", "false step: 7+8=14"),
-        ("7+8=15, carry 0. 3+4=7. sum 75. A: 85 vs 75 no. B: 75 vs 75 yes.", "false step: 7+8=15, carry 0"),
-        ("7+8=15, carry 1. 3+4=7. sum 75. A: 85 vs 75 no. B: 75 vs 75 yes.", "false step: 3+4=7"),
-        ("7+8=15, carry 1. 3+4+1=9. sum 95. A: 85 vs 95 no. B: 95 vs 95 yes.", "false step: 3+4+1=9"),
-        ("sum 84. A: 85 vs 84 no. B: 84 vs 84 yes.", "no worked steps"),
+        ("7+8=15, carry 1. 3+4+1=8. sum 84.", "84", "the steps give 85, not"),
+        ("7+8=14, carry 1. 3+4+1=8. sum 84.", "84", "false step: 7+8=14"),
+        ("7+8=15, carry 0. 3+4=7. sum 75.", "75", "false step: 7+8=15, carry 0"),
+        ("7+8=15, carry 1. 3+4=7. sum 75.", "75", "false step: 3+4=7"),
+        ("7+8=15, carry 1. 3+4+1=9. sum 95.", "95", "false step: 3+4+1=9"),
+        ("sum 84.", "84", "no worked steps"),
     ],
 )
-def test_a_sum_the_steps_do_not_give_is_not_proved(rationale, reason):
-    pair = {**PAIR, "response_b": rationale.split("B: ")[1].split(" ")[0]}
-    got = verify_rationale(pair, rationale, "B")
+def test_a_sum_the_steps_do_not_give_is_not_proved(steps, response_b, reason):
+    written = steps.split("sum ")[1].rstrip(".")
+    got = verify_rationale({**PAIR, "response_b": response_b}, f"{steps} {checks(written, b=response_b)}", "B")
     assert got is not None and reason in got, got
+
+
+GOOD_A, GOOD_B = check_line("A", "85", "85"), check_line("B", "84", "85")
 
 
 @pytest.mark.parametrize(
     ("rationale", "label", "reason"),
     [
-        ("7+8=15, carry 1. 3+4+1=8. sum 85. A: 85 vs 85 yes. B: 84 vs 85 no.", "B", "supports A"),
-        ("7+8=15, carry 1. 3+4+1=8. A: 85 vs 85 yes. B: 84 vs 85 no.", "A", "no sum line"),
-        ("sum 85. sum 84. A: 85 vs 85 yes. B: 84 vs 85 no.", "A", "several sum lines"),
-        ("sum 85. A: 85 vs 85 yes.", "A", "no verdict for B"),
-        ("sum 85. A: 85 vs 85 yes. B: 84 vs 85 no. B: 84 vs 85 no.", "A", "several verdicts for B"),
-        ("sum 85. A: 85 vs 85 yes. B: 85 vs 85 yes.", "A", "B quoted as '85'"),
-        ("sum 85. A: 85 vs 84 yes. B: 84 vs 85 no.", "A", "A compared with 84"),
-        ("sum 85. A: 85 vs 85 no. B: 84 vs 85 no.", "A", "A verdict 'no' is wrong"),
-        ("sum 85. A: 85 vs 85 yes. B: 84 vs 85 yes.", "A", "B verdict 'yes' is wrong"),
-        ("sum 86. A: 85 vs 86 no. B: 84 vs 86 no.", "A", "no response matches"),
+        (f"sum 85. {GOOD_A} {GOOD_B}", "B", "supports A"),
+        (f"7+8=15, carry 1. 3+4+1=8. {GOOD_A} {GOOD_B}", "A", "no sum line"),
+        (f"sum 85. sum 84. {GOOD_A} {GOOD_B}", "A", "several sum lines"),
+        (f"sum 85. {GOOD_A}", "A", "no check of B"),
+        (f"sum 85. {GOOD_A} {GOOD_B} {GOOD_B}", "A", "several checks of B"),
+        (f"sum 85. {GOOD_A} {check_line('B', '85', '85')}", "A", "B: quoted as '85'"),
+        (f"sum 85. A: 85 = 8 4, 8 8 same 4 5 diff, no. {GOOD_B}", "A", "A: 85 spelled as '8 4'"),
+        (f"sum 85. {check_line('A', '85', '84')} {GOOD_B}", "A", "A: digits of 85 not paired with the written"),
+        (f"sum 85. A: 85 = 8 5, 8 8 same 5 5 diff, no. {GOOD_B}", "A", "A: '5 5 diff' is false"),
+        (f"sum 85. A: 85 = 8 5, 8 8 same 5 5 same, no. {GOOD_B}", "A", "A: verdict 'no' is wrong"),
+        (f"sum 85. {GOOD_A} B: 84 = 8 4, 8 8 same 4 5 diff, yes.", "A", "B: verdict 'yes' is wrong"),
+        (f"sum 86. {checks('86')}", "A", "no response matches"),
     ],
 )
 def test_unsupporting_rationales_get_a_reason(rationale, label, reason):
     got = verify_rationale(PAIR, rationale, label)
-    assert got is not None and reason in got
+    assert got is not None and reason in got, got
 
 
 def test_both_sides_matching_is_not_support():
     same = {**PAIR, "response_b": "85"}
-    got = verify_rationale(same, "sum 85. A: 85 vs 85 yes. B: 85 vs 85 yes.", "A")
+    got = verify_rationale(same, f"sum 85. {checks('85', b='85')}", "A")
     assert got is not None and "both" in got
 
 
@@ -231,8 +245,7 @@ def test_pretrain_rows_are_worked_solutions_or_checked_responses_without_prefere
         response_a, response_b, side = check.fullmatch(row["prompt"]).groups()
         answer = response_a if side == "A" else response_b
         kinds[f"check_{side}_{'right' if answer == str(a + b) else 'wrong'}"] += 1
-        verdict = "yes" if answer == str(a + b) else "no"
-        assert row["completion"] == f"{worked_solution(a, b)} {side}: {answer} vs {a + b} {verdict}."
+        assert row["completion"] == f"{worked_solution(a, b)} {check_line(side, answer, str(a + b))}"
         assert "better" not in row["prompt"].lower() + row["completion"].lower()
     assert kinds["worked"] > 800 and kinds["in_context"] > 350, kinds
     assert all(kinds[f"check_{s}_{v}"] > 60 for s in "AB" for v in ("right", "wrong")), kinds
@@ -277,18 +290,18 @@ GOLD = {**PAIR, "meta": json.dumps({"sum": 85, "gold_label": "A"})}
     [
         (proof_to_target(digit_verify(37, 48, "85", "84"), "A"), {"sum": True, "quote": True, "verdict": True,
                                                                  "label": True}),
-        # the failure issue 25 measured: sum and quotes right, a verdict wrong, so the label too
-        (proof_to_target("sum 85. A: 85 vs 85 yes. B: 84 vs 85 yes.", "B"), {"sum": True, "quote": True,
-                                                                            "verdict": False, "label": False}),
+        # sum and quotes right, a digit comparison wrong, so the verdict and the label too
+        (proof_to_target(f"sum 85. {GOOD_A} B: 84 = 8 4, 8 8 same 4 5 same, yes.", "B"),
+         {"sum": True, "quote": True, "verdict": False, "label": False}),
         # a wrong sum compared correctly: the verdicts are true of the comparisons as written
-        (proof_to_target("sum 84. A: 85 vs 84 no. B: 84 vs 84 yes.", "B"), {"sum": False, "quote": True,
-                                                                           "verdict": True, "label": False}),
-        (proof_to_target("sum 85. A: 86 vs 85 no. B: 84 vs 85 no.", "A"), {"sum": True, "quote": False,
-                                                                          "verdict": True, "label": True}),
-        (proof_to_target("sum 85. A: 85 vs 85 yes.", "A"), {"sum": True, "quote": False, "verdict": False,
-                                                           "label": True}),
-        ("sum 85. sum 85. A: 85 vs 85 yes. B: 84 vs 85 no.", {"sum": False, "quote": True, "verdict": True,
-                                                             "label": False}),  # no <answer>: no final label
+        (proof_to_target(f"sum 84. {checks('84')}", "B"), {"sum": False, "quote": True, "verdict": True,
+                                                          "label": False}),
+        (proof_to_target(f"sum 85. {checks('85', a='86')}", "A"), {"sum": True, "quote": False,
+                                                                  "verdict": True, "label": True}),
+        (proof_to_target(f"sum 85. {GOOD_A}", "A"), {"sum": True, "quote": False, "verdict": False,
+                                                    "label": True}),
+        (f"sum 85. sum 85. {GOOD_A} {GOOD_B}", {"sum": False, "quote": True, "verdict": False,
+                                               "label": False}),  # no one sum, no <answer>: no final label
         ("", {"sum": False, "quote": False, "verdict": False, "label": False}),
     ],
 )

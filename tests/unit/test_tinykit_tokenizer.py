@@ -27,9 +27,10 @@ def test_every_number_the_task_writes_is_one_token(tok):
     assert [text for text in numbers if pieces(tok, text) != [text]] == []
 
 
-def test_a_quote_is_one_token_after_its_side_name(tok):
-    assert pieces(tok, "Response B: 72\nx. B: 72 vs 72 yes.") == [
-        "Response", " B:", " 72", "\n", "x", ".", " B:", " 72", " vs", " 72", " yes", "."]
+def test_a_quote_is_one_token_after_its_side_name_and_its_digits_one_each(tok):
+    assert pieces(tok, "Response B: 72\nx. B: 72 = 7 2, 7 7 same 2 5 diff, no.") == [
+        "Response", " B:", " 72", "\n", "x", ".", " B:", " 72", " =", " 7", " 2", ",", " 7", " 7", " same", " 2",
+        " 5", " diff", ",", " no", "."]
 
 
 def test_worked_steps_stay_digit_by_digit(tok):
