@@ -102,17 +102,20 @@ def _cmd_eval_score(args: argparse.Namespace) -> int:
 
 def _cmd_eval_run(args: argparse.Namespace) -> int:
     from gram_ray.apply.ray_judge import judge_backend
-    from gram_ray.eval.harness import load_eval_pairs, run_eval
+    from gram_ray.eval.harness import load_eval_pairs, run_eval, sample_pairs
     from gram_ray.eval.report import markdown_table
 
     cfg = _apply_config(args)
     pairs = load_eval_pairs(args.benchmark, args.data, hub=args.hub, seed=args.seed)
     if args.limit:
         pairs = pairs.slice(0, args.limit)
+    if args.sample:
+        pairs = sample_pairs(pairs, args.sample, args.seed)
     judge = judge_backend(cfg.backend, cfg.engine, cfg.kind, cfg.judge)
     score, paths = run_eval(judge, args.benchmark, pairs, args.out, single_game=not cfg.both_orders)
     print(markdown_table([score]))
-    print(f"per-example results: {paths['results']}; report: {paths['markdown']}, {paths['json']}")
+    print(f"per-example results: {paths['results']}; quarantined pairs: {paths['rejects']}; "
+          f"report: {paths['markdown']}, {paths['json']}")
     return 0
 
 
@@ -198,8 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data", help="benchmarks folder (SOURCES.md layout) or one file of the benchmark")
     q.add_argument("--hub", action="store_true", help="load from the Hugging Face hub (needs `datasets`)")
     q.add_argument("--out", required=True, help="output folder")
-    q.add_argument("--limit", type=int, default=0, help="first N pairs only (smoke runs)")
-    q.add_argument("--seed", type=int, default=0, help="seed for placing chosen responses on a side")
+    subset = q.add_mutually_exclusive_group()
+    subset.add_argument("--limit", type=int, default=0, help="first N pairs only (smoke runs)")
+    subset.add_argument("--sample", type=int, default=0, help="N pairs drawn at random by --seed, in file order "
+                        "(a documented subset that spans the benchmark's groups)")
+    q.add_argument("--seed", type=int, default=0, help="seed for placing chosen responses on a side and for --sample")
     q.set_defaults(func=_cmd_eval_run)
     q = eval_sub.add_parser("score", help="score a results Parquet, or a JudgeBench judge-output JSONL")
     q.add_argument("file")

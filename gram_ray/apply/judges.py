@@ -70,13 +70,25 @@ class JudgeCore:
         self.labels = LabelTokens.from_tokenizer(self.tokenizer)
 
     def prompt_ids(self, item: PairItem) -> list[int]:
-        """The chat-templated judge prompt for (prompt, first, second), as token ids."""
-        prompt, first, second = item
-        ids = chat_ids(self.tokenizer, judge_prompt(self.judge.template, prompt, first, second))
-        reason = too_long(len(ids), self.max_model_len) if self.max_model_len else None
-        if reason:  # one overlong prompt would fail the engine's whole batch
-            raise ValueError(f"judge prompt for {prompt[:60]!r}...: {reason}")
+        """The chat-templated judge prompt for (prompt, first, second), as token ids; a prompt the engine
+        would refuse raises (one overlong prompt would fail the engine's whole batch)."""
+        ids = self._templated(item)
+        reason = self._refusal_of(ids)
+        if reason:
+            raise ValueError(f"judge prompt for {item[0][:60]!r}...: {reason}")
         return ids
+
+    def refusal(self, item: PairItem) -> str | None:
+        """Why the engine would refuse this item's judge prompt, by the stages' rule
+        (``judging.requests.too_long``), or None; lets a caller quarantine the item instead."""
+        return self._refusal_of(self._templated(item))
+
+    def _templated(self, item: PairItem) -> list[int]:
+        prompt, first, second = item
+        return chat_ids(self.tokenizer, judge_prompt(self.judge.template, prompt, first, second))
+
+    def _refusal_of(self, ids: list[int]) -> str | None:
+        return too_long(len(ids), self.max_model_len) if self.max_model_len else None
 
     def sampling(self, votes: int | None = None) -> dict[str, Any]:
         """``SamplingParams`` keyword arguments: one label token, or k reasoning samples (n = k)."""
@@ -135,6 +147,9 @@ class OfflineJudge:
         self.requests += len(prompts)
         outputs = self.llm.generate(prompts, self.core.sampling_params(votes), use_tqdm=len(prompts) > 64)
         return [self.core.read(out) for out in outputs]
+
+    def refusal(self, item: PairItem) -> str | None:
+        return self.core.refusal(item)
 
     def __call__(self, items: Sequence[PairItem]) -> list[float]:
         return [j.p_a for j in self.judge(items)]

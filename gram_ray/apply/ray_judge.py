@@ -71,6 +71,9 @@ class RayDataJudge:
             judgements.append(judgement_of(samples))
         return judgements
 
+    def refusal(self, item: PairItem) -> str | None:
+        return self.core.refusal(item)
+
     def __call__(self, items: Sequence[PairItem]) -> list[float]:
         return [j.p_a for j in self.judge(items)]
 

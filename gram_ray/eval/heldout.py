@@ -29,7 +29,8 @@ def evaluate_heldout(pairs: str, out_dir: str | Path, engine: EngineConfig, judg
                      kind: JudgeKind = "reasoning") -> tuple[dict[str, str], dict[str, Any]]:
     """Judge every labelled pair of ``pairs`` (a Parquet file or folder) and write ``judgements.parquet``
     (``harness.RESULT_SCHEMA``) under ``out_dir``; returns (outputs, info) for the run manifest, info
-    holding ``accuracy`` = pairs whose labelled side won / all pairs (no verdict counts as wrong).
+    holding ``accuracy`` = pairs whose labelled side won / all pairs (no verdict, or a prompt too long
+    for the engine, counts as wrong; ``no_verdict`` includes the ``quarantined``).
 
     A reasoning judge is asked once per pair, in the stored order (its verdict decides); a label-only
     judge in both orders, its preference being GRAM's mean of P(A) and P(B) over the two orders.
@@ -50,8 +51,9 @@ def evaluate_heldout(pairs: str, out_dir: str | Path, engine: EngineConfig, judg
         sink.write_table(results)
     correct = sum(results.column("correct").to_pylist())
     no_verdict = sum(d is None for d in results.column("decision_1").to_pylist())
-    info = {"pairs": results.num_rows, "correct": correct, "no_verdict": no_verdict, "kind": kind,
-            "accuracy": correct / results.num_rows}
+    quarantined = results.num_rows - results.column("reason").null_count
+    info = {"pairs": results.num_rows, "correct": correct, "no_verdict": no_verdict,
+            "quarantined": quarantined, "kind": kind, "accuracy": correct / results.num_rows}
     return {JUDGEMENTS: str(out)}, info
 
 

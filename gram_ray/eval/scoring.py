@@ -19,7 +19,7 @@ All scores are percentages (0-100), unrounded; reports round for display.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # --- RewardBench --------------------------------------------------------------------------------------
 # Copied from allenai/reward-bench rewardbench/constants.py (commit a32e272b3e01): the weights are the
@@ -75,7 +75,8 @@ REWARDBENCH_SECTIONS: dict[str, list[str]] = {
 
 @dataclass(frozen=True)
 class Score:
-    """A benchmark result: headline groups (sections, domains, sources, categories) plus details."""
+    """A benchmark result: headline groups (sections, domains, sources, categories) plus details;
+    ``quarantined`` counts the pairs left unjudged, by reason (inside ``counts``, scored as wrong)."""
 
     benchmark: str
     overall: float
@@ -83,6 +84,7 @@ class Score:
     counts: dict[str, int]
     details: dict[str, dict[str, float]]
     notes: tuple[str, ...] = ()
+    quarantined: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -92,6 +94,7 @@ class Score:
             "counts": self.counts,
             "details": self.details,
             "notes": list(self.notes),
+            "quarantined": self.quarantined,
         }
 
 

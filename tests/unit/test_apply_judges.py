@@ -10,6 +10,7 @@ import pytest
 from gram_ray.apply.judges import JudgeCore, judgement_of
 from gram_ray.apply.server import response_of, strip_ends
 from gram_ray.config import JudgeConfig
+from gram_ray.judging.requests import too_long
 from gram_ray.judging.voting import Sample
 from gram_ray.prompts.verdicts import LabelTokens
 
@@ -54,6 +55,30 @@ def test_sampling_settings_per_kind():
         greedy.sampling(votes=3)
     with pytest.raises(ValueError, match="judge kind"):
         JudgeCore(tok, "scalar")
+
+
+class CharTokenizer:
+    """One token per character; the chat template wraps the user turn in fixed markers."""
+
+    def encode(self, text, add_special_tokens=False):
+        return [ord(c) for c in text]
+
+    def apply_chat_template(self, chat, add_generation_prompt, tokenize, return_dict):
+        return self.encode(f"<user>{chat[0]['content']}<assistant>")
+
+
+def test_a_prompt_that_fills_max_model_len_is_refused_by_the_stages_rule():
+    item = ("Which is better?", "first", "second")
+    fits = len(JudgeCore(CharTokenizer(), "label", JudgeConfig(template="gram")).prompt_ids(item))
+    core = JudgeCore(CharTokenizer(), "label", JudgeConfig(template="gram"), max_model_len=fits + 1)
+    assert core.refusal(item) is None and len(core.prompt_ids(item)) == fits
+    longer = (item[0] + "?", item[1], item[2])  # one token more: no room left for the verdict token
+    assert core.refusal(longer) == too_long(fits + 1, fits + 1) == f"prompt_too_long: {fits + 1} tokens, " \
+        f"max_model_len {fits + 1}"
+    with pytest.raises(ValueError, match="prompt_too_long"):
+        core.prompt_ids(longer)
+    unbounded = JudgeCore(CharTokenizer(), "label", JudgeConfig(template="gram"))  # no max_model_len: no check
+    assert unbounded.refusal(("x" * 100_000, "a", "b")) is None
 
 
 def test_label_kind_reads_the_first_position():

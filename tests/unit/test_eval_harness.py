@@ -1,22 +1,34 @@
-"""The eval harness's bookkeeping on the real benchmark files, with judges whose right answers are known:
-an oracle (always right), a position-biased judge (always says the first response) and an inverted one."""
+"""The eval harness's bookkeeping on the real benchmark files and on hand-made rows, with judges whose
+right answers are known: an oracle (always right), a position-biased judge (always says the first
+response) and an inverted one; quarantine of pairs whose judge prompt is too long for the engine."""
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from gram_ray.apply.judges import Judgement
-from gram_ray.eval.harness import PAIRS, judge_benchmark, load_eval_pairs, run_eval, score_results
+from gram_ray.eval.harness import PAIRS, judge_benchmark, load_eval_pairs, run_eval, sample_pairs, score_results
+from gram_ray.judging.requests import too_long
+
+MAX_MODEL_LEN = 8192
 
 
 class TableJudge:
-    """Answers from the stored labels: ``mode`` oracle / inverted / first (position bias)."""
+    """Answers from the stored labels: ``mode`` oracle / inverted / first (position bias). Prompts in
+    ``overlong`` stand for judge prompts over the engine's max_model_len."""
 
-    def __init__(self, pairs: pa.Table, mode: str, p: float = 0.9):
+    def __init__(self, pairs: pa.Table, mode: str, p: float = 0.9, overlong: tuple[str, ...] = ()):
         self.label = {(r["prompt"], r["response_a"], r["response_b"]): r["label"] for r in pairs.to_pylist()}
-        self.mode, self.p = mode, p
+        self.mode, self.p, self.overlong = mode, p, set(overlong)
         self.calls = 0
+        self.seen: list[tuple[str, str, str]] = []
+
+    def refusal(self, item):
+        return too_long(MAX_MODEL_LEN + 100, MAX_MODEL_LEN) if item[0] in self.overlong else None
 
     def _first_is_better(self, prompt, first, second) -> bool:
         if (prompt, first, second) in self.label:
@@ -25,6 +37,7 @@ class TableJudge:
 
     def judge(self, items):
         self.calls += 1
+        self.seen += items
         out = []
         for item in items:
             says_a = self.mode == "first" or self._first_is_better(*item) == (self.mode == "oracle")
@@ -126,3 +139,70 @@ def test_pairs_rule_judges_any_labelled_pair_table_by_the_chosen_sides_probabili
     first = judge_benchmark(TableJudge(pairs, "first"), PAIRS, pairs)  # both games: position bias cancels out
     assert first.column("preference_a").to_pylist() == pytest.approx([0.5, 0.5, 0.5])
     assert first.column("correct").to_pylist() == [False, False, False]
+
+
+def hand_made_pairs(groups: list[str], group_key: str) -> pa.Table:
+    n = len(groups)
+    return pa.table({"id": [f"p{i}" for i in range(n)], "prompt": [f"question {i}" for i in range(n)],
+                     "response_a": [f"a{i}" for i in range(n)], "response_b": [f"b{i}" for i in range(n)],
+                     "label": ["A", "B"] * (n // 2) + ["A"] * (n % 2),
+                     "meta": [json.dumps({group_key: g}) for g in groups]})
+
+
+def test_overlong_pairs_are_quarantined_unjudged_and_counted_as_wrong(tmp_path):
+    pairs = hand_made_pairs(["helpful", "helpful", "honest", "harmless"], "category")
+    oracle = TableJudge(pairs, "oracle", overlong=("question 1",))
+    score, paths = run_eval(oracle, "hhh", pairs, tmp_path)
+    assert not any(item[0] == "question 1" for item in oracle.seen) and len(oracle.seen) == 6  # 3 pairs x 2
+    results = pq.read_table(paths["results"]).to_pylist()
+    assert [r["id"] for r in results] == ["p0", "p1", "p2", "p3"]
+    quarantined = results[1]
+    assert quarantined["reason"] == f"prompt_too_long: {MAX_MODEL_LEN + 100} tokens, max_model_len {MAX_MODEL_LEN}"
+    assert quarantined["correct"] is False and quarantined["preference_a"] is None
+    assert quarantined["decision_1"] is None and quarantined["decision_2"] is None
+    assert [r["reason"] for r in results if r["id"] != "p1"] == [None] * 3
+    assert all(r["correct"] for r in results if r["id"] != "p1")
+    # In the denominator, as wrong: 3 of 4, helpful 1 of 2; the report says how many and why.
+    assert score.overall == 75.0 and score.groups["helpful"] == 50.0
+    assert score.counts == {"harmless": 1, "helpful": 2, "honest": 1}
+    assert score.quarantined == {"prompt_too_long": 1}
+    assert "1 of 4 pairs quarantined unjudged (prompt_too_long: 1), counted as wrong" in score.notes
+    assert "1 of 4 pairs quarantined" in paths["markdown"].read_text()
+    assert json.loads(paths["json"].read_text())[0]["quarantined"] == {"prompt_too_long": 1}
+    assert score_results(pq.read_table(paths["results"])) == score
+    rejects = pq.read_table(paths["rejects"]).to_pylist()
+    assert len(rejects) == 1
+    assert {k: rejects[0][k] for k in ("id", "prompt", "response_a", "response_b", "label")} == \
+        {"id": "p1", "prompt": "question 1", "response_a": "a1", "response_b": "b1", "label": "B"}
+    assert rejects[0]["reason"] == quarantined["reason"] and rejects[0]["stage"] == "eval"
+
+
+def test_judgebench_quarantine_follows_the_two_game_rule():
+    pairs = hand_made_pairs(["mmlu-pro-law", "livebench-math", "livebench-math", "livecodebench"], "source")
+    oracle = TableJudge(pairs, "oracle", overlong=("question 2", "question 3"))
+    both = score_results(judge_benchmark(oracle, "judgebench", pairs))
+    # Two null decisions sum to 0, which is not > 0: wrong, as in JudgeBench's compute_final_metrics.
+    assert both.overall == 50.0 and both.groups == {"mmlu-pro": 100.0, "livebench-math": 50.0, "livecodebench": 0.0}
+    assert both.quarantined == {"prompt_too_long": 2}
+    single = score_results(judge_benchmark(oracle, "judgebench", pairs, single_game=True))
+    assert single.overall == 50.0 and single.quarantined == {"prompt_too_long": 2}
+
+
+def test_a_quarantined_rm_bench_cell_is_a_loss_not_a_missing_pair(benchmark_pairs):
+    one_prompt = benchmark_pairs["rm_bench"].slice(0, 9)
+    first = one_prompt.slice(0, 1).to_pylist()[0]
+    full = score_results(judge_benchmark(TableJudge(one_prompt, "oracle"), "rm_bench", one_prompt))
+    # All 9 pairs share the prompt, so all 9 are quarantined: every cell a loss, the score still computed.
+    none = score_results(judge_benchmark(TableJudge(one_prompt, "oracle", overlong=(first["prompt"],)),
+                                         "rm_bench", one_prompt))
+    assert full.overall == 100.0 and none.overall == 0.0 and none.quarantined == {"prompt_too_long": 9}
+
+
+def test_a_seeded_sample_keeps_file_order_and_repeats():
+    pairs = hand_made_pairs(["helpful"] * 20, "category")
+    ids = sample_pairs(pairs, 5, seed=3).column("id").to_pylist()
+    assert ids == sample_pairs(pairs, 5, seed=3).column("id").to_pylist() != \
+        sample_pairs(pairs, 5, seed=4).column("id").to_pylist()
+    assert len(set(ids)) == 5 and ids == sorted(ids, key=lambda i: int(i[1:]))
+    with pytest.raises(ValueError, match="cannot sample 21 of 20"):
+        sample_pairs(pairs, 21)
