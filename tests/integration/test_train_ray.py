@@ -214,11 +214,11 @@ def stage2_driver_killed(tiny_kit, pairs, ray_local, tmp_path_factory) -> tuple[
 
 @pytest.fixture(scope="module")
 def stage2_worker_killed(tiny_kit, pairs, ray_local, tmp_path_factory) -> tuple[Path, Path, TrainConfig, list]:
-    """(resumed export, uninterrupted export, config, killed pids): stage 2 from the kit's model, parts
-    streamed every epoch, trained in this process with ``max_failures`` 1 while a thread kills one of its two
-    workers in the second epoch; and the same settings uninterrupted."""
+    """(resumed export, uninterrupted export, config, killed pids): stage 2 from the kit's model, tokenized
+    and sorted by Ray Data tasks, parts streamed every epoch, trained in this process with ``max_failures`` 1
+    while a thread kills one of its two workers in the second epoch; and the same settings uninterrupted."""
     root = tmp_path_factory.mktemp("stage2_worker_killed")
-    streamed = {**MID_EPOCH, "cache_shard_rows": 0}
+    streamed = {**MID_EPOCH, "cache_shard_rows": 0, "local_prepare_rows": 0}
     cfg = _stage2_config(root, tiny_kit.model_dir, pairs, **streamed, max_failures=1)
     killed: list[int] = []
     stop = threading.Event()
