@@ -30,14 +30,16 @@ from gram_ray.config.loading import (
 from gram_ray.config.pipelines import (
     GramConfig,
     GramData,
+    GrpoConfig,
     PipelineConfig,
+    PolicyEvalSettings,
     RunSection,
     SelfTrainConfig,
     SelfTrainData,
     TinyKitSection,
 )
 from gram_ray.config.serving import ApplyConfig, RewardModelConfig, ServeConfig
-from gram_ray.config.training import TrainConfig, TrainSettings
+from gram_ray.config.training import GrpoSettings, TrainConfig, TrainSettings
 
 __all__ = [
     "ApplyConfig",
@@ -47,8 +49,11 @@ __all__ = [
     "FilterConfig",
     "GramConfig",
     "GramData",
+    "GrpoConfig",
+    "GrpoSettings",
     "JudgeConfig",
     "PipelineConfig",
+    "PolicyEvalSettings",
     "ProverConfig",
     "RewardModelConfig",
     "RunSection",
