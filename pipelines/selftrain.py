@@ -89,7 +89,7 @@ def selftrain(d: Driver) -> dict:
     cfg, run = d.cfg, d.run
     data = pipeline_inputs(d, cfg.rounds)
     seed = data["seed_rationales"]
-    eval_judge = cfg.eval_judge or cfg.judge.model_copy(update={"votes": 1, "temperature": 0.0, "swap_pass": False})
+    eval_judge = cfg.heldout_judge()
 
     def evaluate(name: str, model_stage: str, judge: JudgeConfig = eval_judge, kind: JudgeKind = "reasoning") -> float:
         return d.evaluate(name, model_stage, data["heldout"], judge, kind)
@@ -163,8 +163,8 @@ def selftrain(d: Driver) -> dict:
         baselines: dict[str, Future[float]] = {}
         if "label_only" in cfg.train:
             d.train("label_only", "label_only", base, [data["labeled"], seed], ["data"])
-            judge = cfg.judge.model_copy(update={"template": cfg.train["label_only"].template})
-            baselines["label_only_heldout_accuracy"] = aside(evaluate, "eval_label_only", "label_only", judge, "label")
+            baselines["label_only_heldout_accuracy"] = aside(evaluate, "eval_label_only", "label_only",
+                                                             cfg.label_only_judge(), "label")
         if cfg.control and cfg.rounds:
             # The rounds' retraining without unlabeled data, in one launch: every round's steps on from the
             # initial RM, or (retrain_from: base) one round's from rm_start, which is what each round repeats.

@@ -31,7 +31,9 @@ from gram_ray.config.loading import (
 from gram_ray.config.pipelines import (
     GramConfig,
     GramData,
+    GrpoConfig,
     PipelineConfig,
+    PolicyEvalSettings,
     ReportSection,
     RunSection,
     SelfTrainConfig,
@@ -40,7 +42,7 @@ from gram_ray.config.pipelines import (
     VerifierArm,
 )
 from gram_ray.config.serving import ApplyConfig, RewardModelConfig, ServeConfig
-from gram_ray.config.training import TrainConfig, TrainSettings
+from gram_ray.config.training import GrpoSettings, TrainConfig, TrainSettings
 
 __all__ = [
     "ApplyConfig",
@@ -51,8 +53,11 @@ __all__ = [
     "FilterConfig",
     "GramConfig",
     "GramData",
+    "GrpoConfig",
+    "GrpoSettings",
     "JudgeConfig",
     "PipelineConfig",
+    "PolicyEvalSettings",
     "ProverConfig",
     "ReportSection",
     "RewardModelConfig",

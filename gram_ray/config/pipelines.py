@@ -1,5 +1,5 @@
-"""The recipes' run configs (``pipelines/selftrain.py``, ``pipelines/gram.py``): a run folder, inputs,
-engine settings, the stages' sections and one ``TrainSettings`` per training phase."""
+"""The recipes' run configs (``pipelines/selftrain.py``, ``pipelines/gram.py``, ``pipelines/grpo.py``): a run
+folder, inputs, engine settings, the stages' sections and one ``TrainSettings`` per training phase."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from gram_ray.config.inference import CallableSpec, EngineSettings, FilterConfig, JudgeConfig, ProverConfig
 from gram_ray.config.loading import Section
-from gram_ray.config.training import TrainConfig, TrainSettings
+from gram_ray.config.training import GrpoSettings, TrainConfig, TrainSettings
 
 
 class RunSection(Section):
@@ -153,6 +153,14 @@ class SelfTrainConfig(PipelineConfig):
     report: ReportSection = Field(default_factory=ReportSection)
     verifier_arm: VerifierArm | None = Field(None, description="also run and report a verifier arm")
 
+    def heldout_judge(self) -> JudgeConfig:
+        """How the held-out evaluation (and a user of the final RM) prompts the reasoning RM."""
+        return self.eval_judge or self.judge.model_copy(update={"votes": 1, "temperature": 0.0, "swap_pass": False})
+
+    def label_only_judge(self) -> JudgeConfig:
+        """How the label-only baseline is prompted: the judge's settings with the phase's template."""
+        return self.judge.model_copy(update={"template": self.train["label_only"].template})
+
     @model_validator(mode="after")
     def _check_rounds(self) -> SelfTrainConfig:
         if self.data is not None and len(self.data.unlabeled) < self.rounds:
@@ -192,3 +200,46 @@ class GramConfig(PipelineConfig):
 
     data: GramData | None = None
     judge: JudgeConfig = Field(default_factory=lambda: JudgeConfig(template="gram"))
+
+
+RewardName = Literal["gram_r2", "label_only", "oracle"]
+
+
+class PolicyEvalSettings(Section):
+    """How a policy is measured on held-out questions: greedy accuracy, and best-of-n accuracy of
+    ``best_of_n`` samples selected by each reward."""
+
+    questions: int = Field(64, ge=1, description="held-out questions (operand pairs no training question uses)")
+    best_of_n: int = Field(16, ge=1, description="samples per question; best-of-n is measured for n = 1 .. this")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of the best-of-n candidates")
+    max_new_tokens: int = Field(32, ge=1)
+    seed: int = 0
+
+
+class GrpoConfig(PipelineConfig):
+    """GRPO of a tiny-kit policy on addition questions, rewarded by a self-trained RM (``pipelines/grpo.py``).
+
+    The policy is the kit's model after the ``pretrain`` phase (worked solutions; a short one leaves it
+    wrong often enough to learn from). Each of ``rewards`` trains it afresh from there: ``gram_r2`` (the
+    reasoning RM that ``rm_run``'s self-training ended with), ``label_only`` (that run's label-only GRAM
+    judge) or ``oracle`` (the exact answer checker). The judges are prompted as ``rm_run``'s config says and
+    run on ``engine``.
+    """
+
+    REQUIRED_PHASES: ClassVar[frozenset[str]] = frozenset({"pretrain"})
+
+    rm_run: str = Field(description="run folder of a finished `pipelines/selftrain.py` run with a label_only phase")
+    rewards: list[RewardName] = Field(default_factory=lambda: ["gram_r2", "label_only", "oracle"], min_length=1)
+    group_method: Literal["win_rate", "bradley_terry", "knockout"] = Field(
+        "win_rate", description="how a judge's verdicts within a group become rewards (gram_ray.apply.group_rewards)"
+    )
+    both_orders: bool = Field(True, description="ask each comparison in both presentation orders (eq. 3)")
+    train_questions: int = Field(256, ge=1, description="questions GRPO draws its prompts from")
+    grpo: GrpoSettings
+    eval: PolicyEvalSettings = Field(default_factory=PolicyEvalSettings)
+
+    @model_validator(mode="after")
+    def _check_rewards(self) -> GrpoConfig:
+        if len(set(self.rewards)) != len(self.rewards):
+            raise ValueError(f"rewards names one twice: {self.rewards}")
+        return self

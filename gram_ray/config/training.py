@@ -95,3 +95,20 @@ class TrainConfig(TrainSettings):
     model: str = Field(description="initial weights: HF id or directory")
     data: list[str] = Field(min_length=1, description="Parquet files or folders")
     output_dir: str = Field(description="where the final Hugging Face model is exported")
+
+
+class GrpoSettings(Section):
+    """One GRPO run of a policy with TRL's ``GRPOTrainer`` (on CPU unless ``use_gpu``): each step samples
+    ``num_generations`` completions for each of ``prompts_per_step`` prompts and moves the policy towards
+    the completions its group rewarded above the group's mean."""
+
+    steps: int = Field(ge=1, description="optimizer steps")
+    prompts_per_step: int = Field(4, ge=1, description="prompts (groups) per step")
+    num_generations: int = Field(8, ge=2, description="completions per prompt: the group GRPO normalises within")
+    learning_rate: float = Field(5e-5, gt=0, description="Adam moves every weight by about this much a step, from "
+                                 "the first: far below a pre-training peak (1e-3 broke the demo policy in one step)")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of the completions")
+    max_completion_length: int = Field(32, ge=1, description="tokens per completion")
+    beta: float = Field(0.0, ge=0, description="KL penalty towards the start policy; 0 = no reference model")
+    use_gpu: bool = False
+    seed: int = 0

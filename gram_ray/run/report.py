@@ -237,12 +237,24 @@ def _plot(report: dict, out: Path) -> None:
         if report.get(key) is not None:
             ax.axhline(100 * report[key], linestyle=style, color="grey" if style == "--" else "tab:red", label=name)
     ax.axhline(50, color="black", linewidth=0.5)
-    ax.set_xlabel("self-training round (0 = initial RM)")
-    ax.set_ylabel("accuracy (%)")
     ax.set_xticks([r["round"] for r in trained])
+    percent_axes(ax, "self-training round (0 = initial RM)", "accuracy (%)", "GRAM-R2 self-training: held-out accuracy")
+    save_figure(fig, out)
+
+
+def percent_axes(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """Label a plot of percentages (0-100) and put its legend, if any, at the lower right."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 100)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("GRAM-R2 self-training: held-out accuracy")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title)
+
+
+def save_figure(fig, out: Path) -> None:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -290,6 +291,23 @@ def seed_rationale_record(problem: Problem) -> dict:
     rationale = digit_verify(problem.a, problem.b, row["response_a"], row["response_b"])
     return {**row, "rationale": rationale, "target": proof_to_target(rationale, row["label"]),
             "producer": "human", "round": 0, "score": None}
+
+
+def final_answer(completion: str) -> int | None:
+    """The sum a worked solution ends with ("... sum 85." -> 85), or None when it states none: what a
+    policy's completion answers, for the exact checker and for judges trained on bare answers."""
+    sums = _SUM.findall(completion)
+    return int(sums[-1]) if sums else None
+
+
+def split_questions(seed: int, split: Literal["train", "heldout"], count: int) -> list[tuple[int, int]]:
+    """``count`` distinct operand pairs (a, b) from the kit's ``split`` for ``seed``, in a seeded order: the
+    held-out ones are pairs that no training row of that kit uses, in either order."""
+    train_ops, heldout_ops = split_operands(random.Random(seed))
+    pool = train_ops if split == "train" else heldout_ops
+    if count > len(pool):
+        raise ValueError(f"asked for {count} {split} questions, the split has {len(pool)}")
+    return random.Random(f"{seed}/{split}-questions").sample(pool, count)
 
 
 def split_operands(rng: random.Random) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:

@@ -11,6 +11,7 @@ from gram_ray.config import (
     EngineConfig,
     EngineSettings,
     GramConfig,
+    GrpoConfig,
     SelfTrainConfig,
     TrainConfig,
     TrainSettings,
@@ -20,7 +21,7 @@ from gram_ray.config import (
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "pipelines" / "configs"
-RECIPES = {"selftrain": SelfTrainConfig, "gram": GramConfig, "train": TrainConfig}
+RECIPES = {"selftrain": SelfTrainConfig, "gram": GramConfig, "grpo": GrpoConfig, "train": TrainConfig}
 SHIPPED = sorted(CONFIGS.rglob("*.yaml"))
 
 
