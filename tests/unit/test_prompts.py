@@ -18,7 +18,8 @@ from gram_ray.prompts import (
 DOC = Path(__file__).resolve().parents[2] / "docs" / "prompts.md"
 CARD = Path(__file__).resolve().parents[3] / "shared" / "reference" / "gram-r2-model-card.md"
 PAIR = ("What is 37+48?", "85", "84")
-PROOF = "7+8=15, carry 1. 3+4+1=8. sum 85. A: 85 = 8 5, 8 8 same 5 5 same, yes. B: 84 = 8 4, 8 8 same 4 5 diff, no. Conclusion: response A."
+PROOF = ("7+8=15, carry 1. 3+4+1=8. sum 85. A: 85 = 8 5, 8 8 same 5 5 same, yes. "
+         "B: 84 = 8 4, 8 8 same 4 5 diff, no. Conclusion: response A.")
 
 
 def _documented() -> dict[str, str]:
