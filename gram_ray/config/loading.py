@@ -84,11 +84,13 @@ def parse_overrides(pairs: list[str]) -> dict:
 def _set_dotted(raw: dict, dotted: str, value: object) -> None:
     """Set one dotted key. Each section on the way is copied before it is changed: a YAML alias
     (``rm_round: *rm``) shares its mapping with the anchor, and an override must change only the place
-    it names (else ``train.rm_round.max_steps`` would also change ``train.rm``)."""
+    it names (else ``train.rm_round.max_steps`` would also change ``train.rm``). A section left out or set
+    to null (``verifier_arm: null``) starts empty, so ``verifier_arm.verifier=...`` turns it on."""
     *parents, leaf = dotted.split(".")
     node = raw
     for key in parents:
-        child = node.get(key, {})
+        child = node.get(key)
+        child = {} if child is None else child
         if not isinstance(child, dict):
             raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
         node[key] = dict(child)

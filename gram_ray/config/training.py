@@ -42,7 +42,9 @@ class TrainSettings(Section):
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(2048, ge=8, description="tokens per example; longer ones are truncated and counted")
     length_group_window: int = Field(
-        64, ge=1, description="micro-batches sorted by length together (less padding); 1 = no grouping"
+        64, ge=1, description="micro-batches sorted by length together (less padding); 1 = no grouping. "
+        "Grouping makes a batch's examples alike in length, so often alike in kind: on data mixing kinds of "
+        "different lengths (the tiny kit's) it slows learning, and 1 is better"
     )
     gradient_checkpointing: bool = False
     label_smoothing: float = Field(0.1, ge=0, lt=0.5, description="gram_stage2: probability moved to the other label")

@@ -132,8 +132,7 @@ def train(cfg: TrainConfig) -> Path:
             failure_config=FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoints_to_keep),
         ),
-        datasets={rank_dataset(r): part for r, part in enumerate(rank_parts(data.dataset, data.examples,
-                                                                           cfg.num_workers))},
+        datasets=_rank_datasets(data.dataset, data.examples, cfg.num_workers),
         dataset_config=_ordered_parts(),
     )
     result = trainer.fit()
@@ -147,6 +146,16 @@ def train(cfg: TrainConfig) -> Path:
     staging.rename(out)
     log.info("model exported to %s (%.1fs in all)", out, time.perf_counter() - began)
     return out
+
+
+def _rank_datasets(dataset, examples: int, world: int) -> dict:
+    """Each rank's part under its name, without Ray Data's progress bar: a worker redraws it for every batch
+    it reads, thousands of lines in the driver's log for one training stage. (Each part has its own copy of
+    the DataContext, so the driver's own stages keep theirs.)"""
+    parts = rank_parts(dataset, examples, world)
+    for part in parts:
+        part.context.enable_progress_bars = False
+    return {rank_dataset(r): part for r, part in enumerate(parts)}
 
 
 def _ordered_parts():

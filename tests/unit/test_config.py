@@ -62,6 +62,18 @@ def test_an_override_changes_only_the_aliased_section_it_names():
     assert cfg.train["rm"] == plain.train["rm"] and cfg.train["prover"] == plain.train["prover"]
 
 
+def test_an_override_inside_a_null_section_turns_it_on(tmp_path):
+    tiny = Path(__file__).resolve().parents[1] / "integration" / "configs" / "selftrain_tiny.yaml"
+    path = tmp_path / "arm_off.yaml"
+    path.write_text(tiny.read_text() + "verifier_arm: null\n")
+    assert load_config(path, SelfTrainConfig).verifier_arm is None
+    verifier = "gram_ray.tinykit.addition:verify_rationale"
+    cfg = load_config(path, SelfTrainConfig, overrides=parse_overrides([f"verifier_arm.verifier={verifier}"]))
+    assert cfg.verifier_arm is not None and cfg.verifier_arm.verifier == verifier
+    with pytest.raises(ConfigError, match="'rounds' is not a section"):
+        load_config(path, SelfTrainConfig, overrides=parse_overrides(["rounds.x=1"]))
+
+
 def test_voting_needs_sampling():
     with pytest.raises(ValueError, match="temperature > 0"):
         JudgeConfig(votes=8, temperature=0.0)
