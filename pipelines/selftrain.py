@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 def selftrain(d: Driver) -> dict:
     """Run the recipe through ``d``; returns its report (``run.report.build_report``)."""
     from gram_ray.stages import DENOISE, LABEL, PROVE, SCREEN, denoise, label_pairs, prove_pairs, screen
-    from gram_ray.stages.outputs import REJECTS
+    from gram_ray.stages.outputs import REJECTS, StageOutputs
 
     cfg, run = d.cfg, d.run
     data = pipeline_inputs(d, cfg.rounds)
@@ -107,6 +107,15 @@ def selftrain(d: Driver) -> dict:
         d.infer(denoising, cfg.filters, [proving], lambda: denoise(
             d.path(proving, PROVE.primary), run.path(round_tag(round_), DENOISE.name), cfg.filters))
         return d.path(denoising, DENOISE.primary)
+
+    def filtering(round_: int, stages: tuple[StageOutputs, ...], labelled: str, screened: str | None) -> dict:
+        """A round's label precision filter by filter (``run.report.filter_precision``) and each of its
+        filtering ``stages``' counts."""
+        precision = filter_precision(
+            labelled, {stage.name: d.path(round_stage(stage.name, round_), REJECTS) for stage in stages},
+            screened, d.path(round_stage(DENOISE.name, round_), DENOISE.primary))
+        return {"precision": precision, **{stage.name: d.results[round_stage(stage.name, round_)].info
+                                           for stage in stages}}
 
     # the RM learns from synthesized rationales (the paper); the seed set joins them only with rm_with_seed
     initial = ([seed] if cfg.rm_with_seed else []) + [prove(0, data["labeled"], "data")]
@@ -132,7 +141,8 @@ def selftrain(d: Driver) -> dict:
 
     try:
         accuracy = {first_rm: aside(evaluate, round_stage(EVAL, 0), first_rm)}
-        rounds = [{"round": 0, "model": first_rm, "eval": round_stage(EVAL, 0)}]
+        rounds = [{"round": 0, "model": first_rm, "eval": round_stage(EVAL, 0),
+                   **filtering(0, (PROVE, DENOISE), data["labeled"], None)}]
         previous = first_rm
         for r in range(1, cfg.rounds + 1):
             labelling, judge_stage, unlabeled = round_stage(LABEL.name, r), previous, data["unlabeled"][r - 1]
@@ -147,17 +157,13 @@ def selftrain(d: Driver) -> dict:
                     [round_stage(DENOISE.name, r), previous])
             previous = round_stage(RM, r)
             accuracy[previous] = aside(evaluate, round_stage(EVAL, r), previous)
-            filtering = (LABEL, SCREEN, PROVE, DENOISE)
-            precision = filter_precision(
-                d.path(labelling, LABEL.primary),
-                {stage.name: d.path(round_stage(stage.name, r), REJECTS) for stage in filtering},
-                d.path(screening, SCREEN.primary), d.path(round_stage(DENOISE.name, r), DENOISE.primary))
+            filtered = filtering(r, (LABEL, SCREEN, PROVE, DENOISE), d.path(labelling, LABEL.primary),
+                                 d.path(screening, SCREEN.primary))
             rounds.append({
                 "round": r, "model": previous, "eval": round_stage(EVAL, r),
-                "pseudo_label_accuracy": precision["labelled"]["precision"],
-                "kept_label_accuracy": precision["after_denoise"]["precision"],
-                "precision": precision,
-                **{stage.name: d.results[round_stage(stage.name, r)].info for stage in filtering},
+                "pseudo_label_accuracy": filtered["precision"]["labelled"]["precision"],
+                "kept_label_accuracy": filtered["precision"]["after_denoise"]["precision"],
+                **filtered,
             })
 
         baselines: dict[str, Future[float]] = {}

@@ -40,7 +40,8 @@ class TrainSettings(Section):
     max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs when set")
     micro_batch_size: int = Field(8, ge=1, description="examples per worker per forward pass")
     grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(2048, ge=8, description="tokens per example; longer ones are truncated and counted")
+    max_length: int = Field(2048, ge=8, description="tokens per example; a longer one loses the middle of its "
+                            "prompt, and of its target if need be (the target's end is kept), and is counted")
     length_group_window: int = Field(
         64, ge=1, description="micro-batches sorted by length together (less padding); 1 = no grouping. "
         "Grouping makes a batch's examples alike in length, so often alike in kind: on data mixing kinds of "

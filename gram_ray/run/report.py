@@ -1,7 +1,8 @@
 """The run report: held-out accuracy after every round against the baselines, what each filter buys
 (pseudo-label precision, rows each filter dropped and how many of those were right, kept-label precision
-after screening and after denoising), each reasoning step's accuracy on the held-out set, time per stage,
-and a verifier arm beside the headline one, as ``report.md``, ``report.json`` and ``report.png``.
+after screening and after denoising; round 0's rows are the labeled set's proofs), each reasoning step's
+accuracy on the held-out set, time per stage, and a verifier arm beside the headline one, as ``report.md``,
+``report.json`` and ``report.png``.
 
 Precision needs the ground truth in ``meta.gold_label`` (the synthetic task keeps it on every row, the
 unlabeled ones included); without it the figures are None ("n/a").
@@ -54,24 +55,27 @@ def label_counts(path: str) -> dict[str, Any]:
 
 
 def dropped_by_reason(rejects: str, stage: str) -> list[dict[str, Any]]:
-    """A stage's quarantined rows per reason category: how many, and how many of them carried the right
-    label (what dropping them cost)."""
-    rows, correct = Counter(), Counter()
+    """A stage's quarantined rows per reason category: how many, how many of them have a known gold label
+    (``scored``), and how many of those carried the right one (what dropping them cost)."""
+    rows, scored, correct = Counter(), Counter(), Counter()
     for row in _rows(rejects, ["label", "meta", "reason"]):
-        reason = category(row["reason"])
+        reason, gold = category(row["reason"]), gold_label(row["meta"])
         rows[reason] += 1
-        correct[reason] += row["label"] is not None and row["label"] == gold_label(row["meta"])
-    return [{"stage": stage, "reason": reason, "rows": rows[reason], "correct": correct[reason]}
-            for reason in sorted(rows)]
+        scored[reason] += gold is not None
+        correct[reason] += gold is not None and row["label"] == gold
+    return [{"stage": stage, "reason": reason, "rows": rows[reason], "scored": scored[reason],
+             "correct": correct[reason]} for reason in sorted(rows)]
 
 
-def filter_precision(labelled: str, rejects: Mapping[str, str], screened: str, denoised: str) -> dict[str, Any]:
-    """A round's label precision filter by filter: the label stage's pairs (``labelled``), each stage's
-    rejects per reason (``rejects``: stage name -> its rejects folder, in pipeline order), and the pairs
-    kept after screening and after denoising."""
+def filter_precision(labelled: str, rejects: Mapping[str, str], screened: str | None, denoised: str
+                     ) -> dict[str, Any]:
+    """A round's label precision filter by filter: the pairs that came labelled (``labelled``: the label
+    stage's, or round 0's labeled set), each stage's rejects per reason (``rejects``: stage name -> its
+    rejects folder, in pipeline order), and the pairs kept after screening (None: not screened) and after
+    denoising."""
     return {"labelled": label_counts(labelled),
             "dropped": [entry for stage, path in rejects.items() for entry in dropped_by_reason(path, stage)],
-            "after_screen": label_counts(screened), "after_denoise": label_counts(denoised)}
+            "after_screen": label_counts(screened) if screened else None, "after_denoise": label_counts(denoised)}
 
 
 def step_accuracy(judgements: str, pairs: str, checker: StepChecker) -> dict[str, Any]:
@@ -123,8 +127,19 @@ def _model_name(entry: dict) -> str:
     return {0: "initial RM", "final": "final fine-tune"}.get(entry["round"], f"round {entry['round']}")
 
 
-def _counted(counts: dict) -> str:
-    return f"{counts['rows']} ({_fmt(counts['precision'])})"
+def _counted(counts: dict | None) -> str:
+    return "-" if counts is None else f"{counts['rows']} ({_fmt(counts['precision'])})"
+
+
+def _rows_or_dash(counts: dict | None) -> str:
+    return "-" if counts is None else str(counts["rows"])
+
+
+def _right_share(dropped: dict) -> str:
+    """How many of a filter's dropped rows were rightly labelled, of those whose truth is known."""
+    if not dropped["scored"]:
+        return "n/a"
+    return f"{dropped['correct']} ({_fmt(dropped['correct'] / dropped['scored'])})"
 
 
 def precision_lines(report: dict) -> list[str]:
@@ -135,10 +150,12 @@ def precision_lines(report: dict) -> list[str]:
     lines = ["| round | labelled (precision) | kept after screening | kept after denoising |", "|---|---|---|---|"]
     lines += [f"| {r['round']} | {_counted(r['precision']['labelled'])} | {_counted(r['precision']['after_screen'])} "
               f"| {_counted(r['precision']['after_denoise'])} |" for r in rounds]
-    lines += ["", "| round | stage | filter | rows dropped | of them correctly labelled (share) |",
-              "|---|---|---|---|---|"]
-    lines += [f"| {r['round']} | {d['stage']} | {d['reason']} | {d['rows']} | {d['correct']} "
-              f"({_fmt(d['correct'] / d['rows'])}) |" for r in rounds for d in r["precision"]["dropped"]]
+    if rounds[0]["round"] == 0:
+        lines += ["", "Round 0 is the labeled set's proofs (its labels are given: nothing is screened)."]
+    lines += ["", "| round | stage | filter | rows dropped | of them correctly labelled (share of those with a known "
+              "label) |", "|---|---|---|---|---|"]
+    lines += [f"| {r['round']} | {d['stage']} | {d['reason']} | {d['rows']} | {_right_share(d)} |"
+              for r in rounds for d in r["precision"]["dropped"]]
     return lines
 
 
@@ -168,7 +185,7 @@ def markdown(report: dict) -> list[str]:
         flow = ""
         if "precision" in r:
             p = r["precision"]
-            flow = f"{p['labelled']['rows']} -> {p['after_screen']['rows']} -> {p['after_denoise']['rows']}"
+            flow = f"{p['labelled']['rows']} -> {_rows_or_dash(p['after_screen'])} -> {p['after_denoise']['rows']}"
         lines.append(f"| {_model_name(r)} | {_fmt(r['heldout_accuracy'])} | {_fmt(r.get('pseudo_label_accuracy'))} | "
                      f"{_fmt(r.get('kept_label_accuracy'))} | {flow} |")
     for key, name in (("control_heldout_accuracy", "control (no unlabeled data)"),

@@ -1,5 +1,6 @@
 """Parquet -> tokenized, loss-weighted examples as a materialized Ray Dataset sorted by each example's
-``key`` (``gram_ray.train.epochs``), plus the counts a run reports (examples, truncated, rejected).
+``key`` (``gram_ray.train.epochs``), plus the counts a run reports (examples, truncated, targets cut,
+rejected).
 
 Rows that cannot become an example (a missing label, an empty target) are written, whole and with their
 ``reason``, to a rejects Parquet folder; the run goes on without them and says how many there were.
@@ -41,6 +42,7 @@ class TrainData:
     examples: int
     tokens: int
     truncated: int
+    targets_cut: int  # of the truncated: those whose completion lost its middle (tokenize.fit_to_length)
     rejected: int
     rejects_path: str | None
     label_ids: tuple[int, int] | None
@@ -75,10 +77,11 @@ def _prepare(batch: pa.Table, cfg: TrainConfig) -> dict:
     """Encoded examples of every good row; one row with a ``reason`` (and the source row as JSON) for
     every row that cannot be trained on."""
     encoder = make_encoder(cfg)
-    cols: dict[str, list] = {k: [] for k in (KEY, "input_ids", "weights", "length", "truncated", "reason", "source")}
+    columns = (KEY, "input_ids", "weights", "length", "truncated", "target_cut", "reason", "source")
+    cols: dict[str, list] = {k: [] for k in columns}
 
-    def add(ids: list, weights: list, truncated: bool, reason: str | None, source: str | None) -> None:
-        values = (row_key(ids, weights), ids, weights, len(ids), int(truncated), reason, source)
+    def add(ids: list, weights: list, cut: tuple[bool, bool], reason: str | None, source: str | None) -> None:
+        values = (row_key(ids, weights), ids, weights, len(ids), int(cut[0]), int(cut[1]), reason, source)
         for column, value in zip(cols, values, strict=True):
             cols[column].append(value)
 
@@ -86,17 +89,18 @@ def _prepare(batch: pa.Table, cfg: TrainConfig) -> dict:
         try:
             examples = row_examples(row, cfg.objective, cfg.role, cfg.template, cfg.swap_augment)
         except ValueError as exc:
-            add([], [], False, str(exc), json.dumps(row))
+            add([], [], (False, False), str(exc), json.dumps(row))
             continue
         for example in examples:
             enc = encoder.encode(example)
-            add(enc.input_ids, enc.weights, enc.truncated, None, None)
+            add(enc.input_ids, enc.weights, (enc.truncated, enc.target_cut), None, None)
     return {
         KEY: pa.array(cols[KEY], pa.string()),
         "input_ids": pa.array(cols["input_ids"], pa.list_(pa.int32())),
         "weights": pa.array(cols["weights"], pa.list_(pa.float32())),
         "length": pa.array(cols["length"], pa.int32()),
         "truncated": pa.array(cols["truncated"], pa.int8()),
+        "target_cut": pa.array(cols["target_cut"], pa.int8()),
         "reason": pa.array(cols["reason"], pa.string()),
         "source": pa.array(cols["source"], pa.string()),
     }
@@ -117,19 +121,21 @@ class Counts(NamedTuple):
     examples: int
     tokens: int
     truncated: int
+    targets_cut: int
     rejected: int
 
 
 def _counts(batches: Iterable[pa.Table]) -> Counts:
-    """What the prepared batches hold (a Ray Data aggregate would start a shuffle for four numbers)."""
-    examples = tokens = truncated = rejected = 0
+    """What the prepared batches hold (a Ray Data aggregate would start a shuffle for five numbers)."""
+    examples = tokens = truncated = targets_cut = rejected = 0
     for batch in batches:
         bad = pc.sum(pc.is_valid(batch["reason"])).as_py() or 0
         rejected += bad
         examples += len(batch) - bad
         tokens += pc.sum(batch["length"]).as_py() or 0
         truncated += pc.sum(batch["truncated"]).as_py() or 0
-    return Counts(examples, tokens, truncated, rejected)
+        targets_cut += pc.sum(batch["target_cut"]).as_py() or 0
+    return Counts(examples, tokens, truncated, targets_cut, rejected)
 
 
 def _prepare_files(cfg: TrainConfig, rejects_path: Path) -> tuple[ray.data.Dataset, Counts]:
@@ -149,7 +155,8 @@ def _prepare_files(cfg: TrainConfig, rejects_path: Path) -> tuple[ray.data.Datas
     prepared = ray.data.read_parquet([str(f) for f in files]).map_batches(
         _prepare, batch_format="pyarrow", fn_kwargs={"cfg": cfg}
     ).materialize()
-    counts = _counts(prepared.select_columns(["length", "truncated", "reason"]).iter_batches(batch_format="pyarrow"))
+    counts = _counts(prepared.select_columns(["length", "truncated", "target_cut", "reason"])
+                     .iter_batches(batch_format="pyarrow"))
     if counts.rejected:
         prepared.map_batches(_rejected, batch_format="pyarrow").write_parquet(str(rejects_path))
     return prepared.map_batches(_accepted, batch_format="pyarrow").sort(KEY).materialize(), counts
@@ -157,7 +164,7 @@ def _prepare_files(cfg: TrainConfig, rejects_path: Path) -> tuple[ray.data.Datas
 
 def build_train_data(cfg: TrainConfig, rejects_path: Path) -> TrainData:
     encoder = make_encoder(cfg)  # fails fast, on the driver, on label or decision tokens
-    dataset, (examples, tokens, truncated, rejected) = _prepare_files(cfg, rejects_path)
+    dataset, (examples, tokens, truncated, targets_cut, rejected) = _prepare_files(cfg, rejects_path)
     if rejected:
         log.warning("%d row(s) cannot be trained on under objective %s; written with their reason to %s",
                     rejected, cfg.objective, rejects_path)
@@ -165,13 +172,15 @@ def build_train_data(cfg: TrainConfig, rejects_path: Path) -> TrainData:
         raise ValueError(f"no trainable rows in {cfg.data} for objective {cfg.objective}"
                          + (f"; see {rejects_path}" if rejected else ""))
     if truncated:
-        log.warning("%d of %d example(s) were longer than max_length=%d and were truncated",
-                    truncated, examples, cfg.max_length)
+        log.warning("%d of %d example(s) were longer than max_length=%d and were cut to it in the middle; %d of "
+                    "them lost part of their target (its end, e.g. the verdict and end of turn, kept)",
+                    truncated, examples, cfg.max_length, targets_cut)
     return TrainData(
         dataset=dataset,
         examples=examples,
         tokens=tokens,
         truncated=truncated,
+        targets_cut=targets_cut,
         rejected=rejected,
         rejects_path=str(rejects_path) if rejected else None,
         label_ids=encoder.label_ids,

@@ -48,6 +48,7 @@ class StepPlan:
     config_hash: str
     examples: int
     truncated: int
+    targets_cut: int
     rejected: int
 
 
@@ -238,6 +239,7 @@ def export_model(engine, cfg: TrainConfig, plan: StepPlan, progress: Progress, m
             "final_loss": metrics["loss"],
             "examples": plan.examples,
             "truncated": plan.truncated,
+            "targets_cut": plan.targets_cut,
             "rejected": plan.rejected,
             "precision": cfg.resolved_precision,
             "zero_stage": cfg.zero_stage,

@@ -19,7 +19,8 @@ from gram_ray.train.examples import Example
 class Encoded:
     input_ids: list[int]
     weights: list[float]  # 0 on prompt tokens; the loss is taken where weight > 0
-    truncated: bool
+    truncated: bool  # longer than max_length: cut to it
+    target_cut: bool  # the cut reached the completion (it lost its middle; its end is kept)
 
 
 def fit_to_length(
@@ -27,18 +28,25 @@ def fit_to_length(
 ) -> tuple[list[int], list[int], bool]:
     """Cut (prompt, completion) to ``max_length`` tokens in all; the third value says whether it cut.
 
-    The completion keeps at least half the budget (all of it when shorter) and loses its tail; the prompt
-    loses its middle, because its head (instruction) and its tail (the last response and the cue the
-    answer follows) are what a judge needs most.
+    The completion keeps at least half the budget (all of it when shorter), the prompt the rest, and each
+    loses its middle. The prompt's head (instruction) and tail (the last response and the cue the answer
+    follows) are what a judge needs most; the completion's end is what the model must learn to end with:
+    a judge's ``<answer>`` verdict, a rationale's conclusion, the end-of-turn token. Cutting its tail
+    instead would train verdict-less rationales that never stop.
     """
     if len(prompt) + len(completion) <= max_length:
         return list(prompt), list(completion), False
     keep_completion = min(len(completion), max(max_length - len(prompt), max_length // 2))
-    keep_prompt = max_length - keep_completion
-    if keep_prompt < len(prompt):
-        head = keep_prompt // 2
-        prompt = [*prompt[:head], *prompt[len(prompt) - (keep_prompt - head) :]]
-    return list(prompt), list(completion[:keep_completion]), True
+    return keep_ends(prompt, max_length - keep_completion), keep_ends(completion, keep_completion), True
+
+
+def keep_ends(ids: Sequence[int], keep: int) -> list[int]:
+    """``ids`` cut to ``keep`` tokens by removing its middle: the first half of ``keep`` from its head, the
+    rest from its tail."""
+    if keep >= len(ids):
+        return list(ids)
+    head = keep // 2
+    return [*ids[:head], *ids[len(ids) - (keep - head) :]]
 
 
 def single_token_id(tokenizer: PreTrainedTokenizerBase, text: str, after_space: bool) -> int | None:
@@ -122,8 +130,8 @@ class ExampleEncoder:
         else:
             text = render_completion(self.tokenizer, example.prompt, example.completion)
             completion_ids = self.tokenizer.encode(text, add_special_tokens=False)
-        prompt_ids, completion_ids, truncated = fit_to_length(prompt_ids, completion_ids, self.max_length)
-        weights = [0.0] * len(prompt_ids) + [
-            self.decision_weight if t in self.decision_ids else 1.0 for t in completion_ids
+        prompt_kept, completion_kept, truncated = fit_to_length(prompt_ids, completion_ids, self.max_length)
+        weights = [0.0] * len(prompt_kept) + [
+            self.decision_weight if t in self.decision_ids else 1.0 for t in completion_kept
         ]
-        return Encoded(prompt_ids + completion_ids, weights, truncated)
+        return Encoded(prompt_kept + completion_kept, weights, truncated, len(completion_kept) < len(completion_ids))

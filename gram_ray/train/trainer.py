@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 RAY_TRAIN_SNAPSHOT = "checkpoint_manager_snapshot.json"
 
 
-def make_plan(cfg: TrainConfig, examples: int, truncated: int, rejected: int, pad_id: int,
+def make_plan(cfg: TrainConfig, examples: int, truncated: int, targets_cut: int, rejected: int, pad_id: int,
               label_ids: tuple[int, int] | None) -> StepPlan:
     rows_per_worker = examples // cfg.num_workers  # equal parts, the remainder left out (epochs.rank_parts)
     if rows_per_worker == 0:
@@ -51,6 +51,7 @@ def make_plan(cfg: TrainConfig, examples: int, truncated: int, rejected: int, pa
         config_hash=config_hash(cfg),
         examples=examples,
         truncated=truncated,
+        targets_cut=targets_cut,
         rejected=rejected,
     )
 
@@ -110,10 +111,10 @@ def train(cfg: TrainConfig) -> Path:
         return out
     began = time.perf_counter()
     data = build_train_data(cfg, rejects_path=out.with_name(out.name + ".rejects"))
-    plan = make_plan(cfg, data.examples, data.truncated, data.rejected, data.pad_id, data.label_ids)
-    log.info("training %s on %d examples (%d tokens, %d truncated, %d rejected; tokenized in %.1fs): %d steps on "
-             "%d worker(s)", cfg.objective, data.examples, data.tokens, data.truncated, data.rejected,
-             time.perf_counter() - began, plan.total_steps, cfg.num_workers)
+    plan = make_plan(cfg, data.examples, data.truncated, data.targets_cut, data.rejected, data.pad_id, data.label_ids)
+    log.info("training %s on %d examples (%d tokens, %d truncated, %d of them in the target, %d rejected; tokenized "
+             "in %.1fs): %d steps on %d worker(s)", cfg.objective, data.examples, data.tokens, data.truncated,
+             data.targets_cut, data.rejected, time.perf_counter() - began, plan.total_steps, cfg.num_workers)
     storage, name = run_location(cfg)
     if "://" not in storage:
         latest = registered_checkpoint(Path(storage) / name)

@@ -79,7 +79,8 @@ def hhh_pairs(benchmarks_dir) -> pa.Table:
 
 def test_chatml_examples_mask_system_and_prompt_and_learn_the_end_of_turn(tokenizer, seeds):
     """The training sequence is token for token what the template renders for the whole conversation;
-    only the assistant's reply and its end-of-turn token carry weight."""
+    only the assistant's reply and its end-of-turn token carry weight. Cut to max_length, the prompt and
+    the reply lose their middles and the reply keeps its end: the judge's verdict and the end of turn."""
     encoder = ExampleEncoder(tokenizer, max_length=100_000)
     row = seeds.slice(0, 1).to_pylist()[0]
     for role in ("judge", "prover"):
@@ -96,11 +97,14 @@ def test_chatml_examples_mask_system_and_prompt_and_learn_the_end_of_turn(tokeni
         assert prompt_text.endswith("<|im_start|>assistant\n")
         assert tokenizer.decode(learned) == example.completion + IM_END + "\n"
         assert tokenizer.convert_tokens_to_ids(IM_END) in learned
-    assert encoder.encode(example).truncated is False
-    # cut to 64 tokens, the prompt keeps its head and tail, weights stay 0 on it, and the reply's tail goes
-    short = ExampleEncoder(tokenizer, max_length=64).encode(example)
-    assert short.truncated and len(short.input_ids) == 64
-    assert short.weights[:32] == [0.0] * 32 and short.weights[-1] == 1.0
+        assert not encoded.truncated and not encoded.target_cut
+        short = ExampleEncoder(tokenizer, max_length=64).encode(example)
+        assert short.truncated and short.target_cut and len(short.input_ids) == 64
+        assert short.input_ids[:16] == masked[:16] and short.input_ids[16:32] == masked[-16:]
+        assert short.weights == [0.0] * 32 + [1.0] * 32
+        assert short.input_ids[32:48] == learned[:16] and short.input_ids[48:] == learned[-16:]
+        assert tokenizer.decode(short.input_ids[48:]).endswith(example.completion[-8:] + IM_END + "\n")
+        assert role == "prover" or example.completion.endswith("</answer>")  # the judge's kept end: its verdict
 
 
 def test_label_tokens_of_a_bpe_vocabulary(tokenizer, hhh_pairs):
@@ -211,8 +215,11 @@ def test_overlong_real_texts_are_rejected_by_rule(smollm2, tokenizer, benchmarks
 
 @pytest.fixture(scope="module")
 def trained(ray_local, smollm2, seeds, tmp_path_factory) -> dict[int, Path]:
-    """A few ZeRO-3 steps from the converted model, then a few ZeRO-2 steps from that export, on the
-    shortest real seed rationales (the RM's SFT); 2 workers, examples cut to 128 tokens."""
+    """4 ZeRO-3 steps from the converted model, then 4 ZeRO-2 steps from that export, on the 8 shortest
+    real seed rationales (the RM's SFT): two epochs, so the last two steps see again what the first steps
+    saw; 2 workers, examples cut to 128 tokens. No checkpoint
+    before the export (each would write the model and its Adam states): resuming is tested on the tiny
+    model (tests/integration/test_train_ray.py)."""
     from gram_ray.train import train
 
     root = tmp_path_factory.mktemp("real_train")
@@ -222,8 +229,8 @@ def trained(ray_local, smollm2, seeds, tmp_path_factory) -> dict[int, Path]:
     for zero in (3, 2):
         cfg = TrainConfig(objective="sft", role="judge", template="gram_r2", model=start, data=[str(data)],
                           output_dir=str(root / f"zero{zero}"), num_workers=2, cpus_per_worker=1, zero_stage=zero,
-                          learning_rate=1e-4, warmup_ratio=0.0, max_steps=6, micro_batch_size=2, max_length=128,
-                          log_every=1)
+                          learning_rate=1e-4, warmup_ratio=0.0, max_steps=4, checkpoint_every=4, micro_batch_size=2,
+                          max_length=128, log_every=1)
         out[zero] = train(cfg)
         start = str(out[zero])
     return out
@@ -233,9 +240,10 @@ def trained(ray_local, smollm2, seeds, tmp_path_factory) -> dict[int, Path]:
 def test_zero_training_on_real_rationales_lowers_the_loss(trained, zero):
     manifest = read_manifest(trained[zero])
     losses = [m["loss"] for m in manifest["history"]]
-    assert len(losses) == 6 and all(math.isfinite(x) for x in losses)
+    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
     assert sum(losses[-2:]) / 2 < losses[0] - 0.1, losses
     assert manifest["truncated"] > 0  # real judge prompts are longer than 128 tokens
+    assert 0 < manifest["targets_cut"] <= manifest["truncated"]  # and so are the rationales: cut in the middle
 
 
 def test_export_loads_in_transformers_and_vllm_with_the_template_unchanged(trained, smollm2, tokenizer):

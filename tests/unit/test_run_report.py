@@ -55,12 +55,13 @@ def test_dropped_rows_per_reason_count_those_that_were_right(tmp_path):
         row("3", "B", reason="inconsistent: the swapped order gave the other label", stage="screen"),
         row("4", None, reason="no_majority: no label won the vote", stage="screen"),
         {**row("5", "A"), "meta": "not json", "reason": "malformed: meta", "stage": "screen"},
+        row("6", "A", gold=None, reason="low_vote_share: 0.5 < 0.75", stage="screen"),  # truth unknown
     ], REJECT_SCHEMA)
     assert dropped_by_reason(rejects, "screen") == [
-        {"stage": "screen", "reason": "inconsistent", "rows": 1, "correct": 0},
-        {"stage": "screen", "reason": "low_vote_share", "rows": 2, "correct": 1},
-        {"stage": "screen", "reason": "malformed", "rows": 1, "correct": 0},
-        {"stage": "screen", "reason": "no_majority", "rows": 1, "correct": 0},
+        {"stage": "screen", "reason": "inconsistent", "rows": 1, "scored": 1, "correct": 0},
+        {"stage": "screen", "reason": "low_vote_share", "rows": 3, "scored": 2, "correct": 1},
+        {"stage": "screen", "reason": "malformed", "rows": 1, "scored": 0, "correct": 0},
+        {"stage": "screen", "reason": "no_majority", "rows": 1, "scored": 1, "correct": 0},
     ]
     assert dropped_by_reason(write(tmp_path / "none", [], REJECT_SCHEMA), "denoise") == []
 
@@ -90,13 +91,32 @@ def test_filter_precision_follows_a_round_from_labels_to_kept_proofs(tmp_path):
     assert got["after_screen"] == {"rows": 7, "scored": 7, "correct": 6, "precision": 6 / 7}
     assert got["after_denoise"] == {"rows": 4, "scored": 4, "correct": 4, "precision": 1.0}
     assert got["dropped"] == [
-        {"stage": "screen", "reason": "inconsistent", "rows": 1, "correct": 1},
-        {"stage": "screen", "reason": "low_confidence", "rows": 2, "correct": 0},
-        {"stage": "prove", "reason": "no_usable_proof", "rows": 1, "correct": 1},
-        {"stage": "denoise", "reason": "rationale_too_long", "rows": 1, "correct": 1},
-        {"stage": "denoise", "reason": "unsupported", "rows": 1, "correct": 0},
+        {"stage": "screen", "reason": "inconsistent", "rows": 1, "scored": 1, "correct": 1},
+        {"stage": "screen", "reason": "low_confidence", "rows": 2, "scored": 2, "correct": 0},
+        {"stage": "prove", "reason": "no_usable_proof", "rows": 1, "scored": 1, "correct": 1},
+        {"stage": "denoise", "reason": "rationale_too_long", "rows": 1, "scored": 1, "correct": 1},
+        {"stage": "denoise", "reason": "unsupported", "rows": 1, "scored": 1, "correct": 0},
     ]
     assert got["labelled"]["rows"] == sum(d["rows"] for d in got["dropped"]) + got["after_denoise"]["rows"]
+
+
+def test_round_0_counts_the_labeled_sets_proofs_without_a_screening_step(tmp_path):
+    """Round 0 proves the labeled set (labels given, no gold in meta, as from real data): its prove and
+    denoise rejects per reason are counted, nothing is screened, and precision is unknown."""
+    labeled = [row(str(i), "A", gold=None) for i in range(8)]
+    unproved = write(tmp_path / "prove", [{**labeled[0], "reason": "no_usable_proof: none of 2", "stage": "prove"}],
+                     REJECT_SCHEMA)
+    denoised = write(tmp_path / "denoise", [{**r, "reason": "unsupported: no clear winner", "stage": "denoise"}
+                                            for r in labeled[1:6]], REJECT_SCHEMA)
+    got = filter_precision(write(tmp_path / "labeled", labeled), {"prove": unproved, "denoise": denoised}, None,
+                           write(tmp_path / "kept", labeled[6:]))
+    assert got == {
+        "labelled": {"rows": 8, "scored": 0, "correct": 0, "precision": None},
+        "dropped": [{"stage": "prove", "reason": "no_usable_proof", "rows": 1, "scored": 0, "correct": 0},
+                    {"stage": "denoise", "reason": "unsupported", "rows": 5, "scored": 0, "correct": 0}],
+        "after_screen": None,
+        "after_denoise": {"rows": 2, "scored": 0, "correct": 0, "precision": None},
+    }
 
 
 def _judgements(tmp_path, texts: dict[str, str | None]) -> tuple[str, str]:
@@ -133,10 +153,14 @@ def _arm(tmp_path, name: str, accuracies: list[float], verifier: str | None) -> 
     run = RunDir(tmp_path / name)
     rounds = [{"round": r, "model": f"rm_r{r:02d}", "heldout_accuracy": acc} for r, acc in enumerate(accuracies)]
     precision = {"labelled": {"rows": 10, "scored": 10, "correct": 7, "precision": 0.7},
-                 "dropped": [{"stage": "screen", "reason": "low_confidence", "rows": 3, "correct": 1}],
+                 "dropped": [{"stage": "screen", "reason": "low_confidence", "rows": 3, "scored": 3, "correct": 1}],
                  "after_screen": {"rows": 7, "scored": 7, "correct": 6, "precision": 6 / 7},
                  "after_denoise": {"rows": 7, "scored": 7, "correct": 6, "precision": 6 / 7}}
     rounds[1] |= {"precision": precision, "pseudo_label_accuracy": 0.7, "kept_label_accuracy": 6 / 7}
+    rounds[0]["precision"] = {  # the labeled set's proofs: no screening, truth unknown
+        "labelled": {"rows": 8, "scored": 0, "correct": 0, "precision": None},
+        "dropped": [{"stage": "denoise", "reason": "unsupported", "rows": 6, "scored": 0, "correct": 0}],
+        "after_screen": None, "after_denoise": {"rows": 2, "scored": 0, "correct": 0, "precision": None}}
     for entry in rounds:
         entry["reasoning_steps"] = {"pairs": 4, "share_right": {"sum": 1.0, "verdict": 0.5}}
     filters = FilterConfig(min_confidence=0.6, require_consistent=True, verifier=verifier)
@@ -168,6 +192,9 @@ def test_report_json_and_markdown_hold_both_arms_side_by_side(tmp_path):
     assert "| round 1 | 60.0% | 70.0% | 85.7% | 10 -> 7 -> 7 |" in text
     assert "| 1 | 10 (70.0%) | 7 (85.7%) | 7 (85.7%) |" in text
     assert "| 1 | screen | low_confidence | 3 | 1 (33.3%) |" in text
+    assert "| initial RM | 50.0% | n/a | n/a | 8 -> - -> 2 |" in text  # round 0: the labeled set's proofs
+    assert "| 0 | 8 (n/a) | - | 2 (n/a) |" in text and "| 0 | denoise | unsupported | 6 | n/a |" in text
+    assert report["rounds"][0]["precision"]["dropped"][0]["rows"] == 6
     assert "| model | sum | verdict |" in text and "| round 1 | 100.0% | 50.0% |" in text
     assert "| round 1 | 60.0% | 80.0% |" in text and "| control | 55.0% | 55.0% |" in text
     assert "## Verifier arm: `demo-verifier`" in text and "### Verifier arm: label precision per filter" in text

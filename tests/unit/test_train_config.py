@@ -75,14 +75,14 @@ def test_precision_follows_the_device():
 def test_plan(examples, workers, micro, accum, epochs, max_steps, total, per_epoch, ckpt_every):
     cfg = TrainConfig(**BASE, num_workers=workers, micro_batch_size=micro, grad_accum=accum, epochs=epochs,
                       max_steps=max_steps)
-    plan = make_plan(cfg, examples, truncated=0, rejected=0, pad_id=0, label_ids=None)
+    plan = make_plan(cfg, examples, truncated=0, targets_cut=0, rejected=0, pad_id=0, label_ids=None)
     assert (plan.total_steps, plan.micro_batches_per_epoch, plan.checkpoint_every) == (total, per_epoch, ckpt_every)
     assert plan.config_hash == config_hash(cfg)
 
 
 def test_plan_needs_a_row_per_worker():
     with pytest.raises(ValueError, match="cannot feed 4 workers"):
-        make_plan(TrainConfig(**BASE, num_workers=4), 3, 0, 0, 0, None)
+        make_plan(TrainConfig(**BASE, num_workers=4), 3, 0, 0, 0, 0, None)
 
 
 def test_run_location_is_stable_and_changes_with_the_settings(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from gram_ray.prompts import judge_prompt
+from gram_ray.prompts import judge_prompt, proof_to_target
 from gram_ray.tinykit.addition import corpus
 from gram_ray.tinykit.tokenizer import train_tokenizer
 from gram_ray.train.examples import Example
@@ -12,6 +12,7 @@ from gram_ray.train.tokenize import (
     ExampleEncoder,
     decision_token_ids,
     fit_to_length,
+    keep_ends,
     label_token_ids,
     render_prompt,
 )
@@ -85,21 +86,53 @@ def test_labels_that_are_not_single_tokens_are_a_clear_error():
     [
         (10, 5, 20, 10, 5, False),
         (10, 10, 20, 10, 10, False),
-        (10, 30, 20, 10, 10, True),  # completion loses its tail
+        (10, 30, 20, 10, 10, True),  # completion loses its middle
         (30, 1, 20, 19, 1, True),  # stage 2: the label always survives, the prompt loses its middle
         (30, 30, 20, 10, 10, True),  # both long: half each
+        (4, 30, 20, 4, 16, True),  # a short prompt is kept whole, the completion takes the rest
+        (30, 8, 20, 12, 8, True),  # a completion under half the budget is kept whole
     ],
 )
 def test_fit_to_length(prompt_len, completion_len, max_length, kept_prompt, kept_completion, truncated):
     prompt, completion = list(range(prompt_len)), list(range(100, 100 + completion_len))
     p, c, cut = fit_to_length(prompt, completion, max_length)
     assert (len(p), len(c), cut) == (kept_prompt, kept_completion, truncated)
-    assert len(p) + len(c) <= max_length
-    assert c == completion[: len(c)]
-    if len(p) < prompt_len:
-        assert p[0] == 0 and p[-1] == prompt_len - 1  # head and tail of the prompt kept
+    assert len(p) + len(c) == min(max_length, prompt_len + completion_len)
+    assert p == keep_ends(prompt, len(p)) and c == keep_ends(completion, len(c))
+    assert c[-1] == completion[-1]  # the completion's end (verdict, end of turn) always survives
+
+
+@pytest.mark.parametrize(("keep", "kept"), [
+    (10, list(range(10))),
+    (12, list(range(10))),
+    (4, [0, 1, 8, 9]),
+    (5, [0, 1, 7, 8, 9]),  # an odd budget gives the tail the extra token
+    (1, [9]),
+    (0, []),
+])
+def test_keep_ends_removes_the_middle(keep, kept):
+    assert keep_ends(list(range(10)), keep) == kept
+
+
+def test_a_long_target_keeps_its_verdict_and_end_of_turn(tok):
+    """A judge target longer than max_length loses its middle, not the ``<answer>`` block and the end of
+    turn that close it; the cut is counted as truncated and as reaching the target."""
+    target = proof_to_target(" ".join(["2+0=2, carry 0."] * 30), "B")
+    example = Example("What is 12+30? A: 42. B: 43.", target)
+    whole = ExampleEncoder(tok, max_length=100_000).encode(example)
+    prompt_len = whole.weights.count(0.0)
+    assert len(whole.input_ids) > 4 * prompt_len
+    short = ExampleEncoder(tok, max_length=4 * prompt_len).encode(example)
+    assert short.truncated and short.target_cut and len(short.input_ids) == 4 * prompt_len
+    assert short.input_ids[:prompt_len] == whole.input_ids[:prompt_len]  # a short prompt is kept whole
+    learned = [t for t, w in zip(short.input_ids, short.weights, strict=True) if w > 0]
+    assert len(learned) == 3 * prompt_len
+    text = tok.decode(learned)
+    assert text.startswith("<think>") and text.endswith("</think>\n<answer>\nB\n</answer>" + tok.eos_token)
+    assert not whole.truncated and not whole.target_cut
 
 
 def test_encoder_counts_truncation(tok):
     enc = ExampleEncoder(tok, max_length=12).encode(Example("What is 12+30? " * 3, "2+0=2, carry 0. 1+3=4. sum 42."))
     assert enc.truncated and len(enc.input_ids) == 12 and enc.weights.count(0.0) == 6
+    assert enc.target_cut  # the prompt is cut to half the budget, the completion to the other half
