@@ -209,11 +209,21 @@ class PolicyEvalSettings(Section):
     """How a policy is measured on held-out questions: greedy accuracy, and best-of-n accuracy of
     ``best_of_n`` samples selected by each reward."""
 
-    questions: int = Field(64, ge=1, description="held-out questions (operand pairs no training question uses)")
+    questions: int = Field(64, ge=1, description="held-out questions (operand pairs no training question uses) "
+                           "of the greedy accuracy: its standard error is sqrt(p(1-p)/questions)")
+    best_of_n_questions: int = Field(32, ge=1, description="the first this many of them get best-of-n candidates "
+                                     "(each reward judges every candidate pair: the costly part)")
     best_of_n: int = Field(16, ge=1, description="samples per question; best-of-n is measured for n = 1 .. this")
     temperature: float = Field(1.0, gt=0, description="sampling temperature of the best-of-n candidates")
     max_new_tokens: int = Field(32, ge=1)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_best_of_n_questions(self) -> PolicyEvalSettings:
+        if self.best_of_n_questions > self.questions:
+            raise ValueError(f"best_of_n_questions ({self.best_of_n_questions}) are the first of the held-out "
+                             f"questions: at most questions ({self.questions})")
+        return self
 
 
 class GrpoConfig(PipelineConfig):
