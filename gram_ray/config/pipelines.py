@@ -218,13 +218,6 @@ class PolicyEvalSettings(Section):
     max_new_tokens: int = Field(32, ge=1)
     seed: int = 0
 
-    @model_validator(mode="after")
-    def _check_best_of_n_questions(self) -> PolicyEvalSettings:
-        if self.best_of_n_questions > self.questions:
-            raise ValueError(f"best_of_n_questions ({self.best_of_n_questions}) are the first of the held-out "
-                             f"questions: at most questions ({self.questions})")
-        return self
-
 
 class GrpoConfig(PipelineConfig):
     """GRPO of a tiny-kit policy on addition questions, rewarded by a self-trained RM (``pipelines/grpo.py``).
@@ -252,4 +245,7 @@ class GrpoConfig(PipelineConfig):
     def _check_rewards(self) -> GrpoConfig:
         if len(set(self.rewards)) != len(self.rewards):
             raise ValueError(f"rewards names one twice: {self.rewards}")
+        if self.eval.best_of_n_questions > self.eval.questions:
+            raise ValueError(f"eval.best_of_n_questions ({self.eval.best_of_n_questions}) are the first of the "
+                             f"held-out questions: at most eval.questions ({self.eval.questions})")
         return self

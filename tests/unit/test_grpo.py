@@ -140,7 +140,7 @@ def test_the_grpo_config_names_a_bad_key():
                             ({"rewards": ["exact"]}, "rewards.0: Input should be 'gram_r2', 'label_only' or 'oracle'"),
                             ({"group_method": "reference"}, "group_method: Input should be"),
                             ({"grpo": {"steps": 2, "num_generations": 1}}, "grpo.num_generations: Input should be"),
-                            ({"eval": {"questions": 16}}, "best_of_n_questions (32) are the first"),
+                            ({"eval": {"questions": 16}}, "eval.best_of_n_questions (32) are the first"),
                             ({"train": {}}, "missing ['pretrain']")]:
         with pytest.raises(ConfigError, match="invalid configuration") as err:
             parse_config(_grpo(**change), GrpoConfig)
