@@ -81,6 +81,7 @@ def grpo(d: Driver) -> dict:
     d.train("pretrain", "pretrain", ModelPath(data["base_model"]), [data["pretrain"]], ["data"])
     heldout = split_questions(cfg.tinykit.seed, "heldout", ev.questions)
     questions, totals = [question(a, b) for a, b in heldout], [a + b for a, b in heldout]
+    bon_questions, bon_totals = questions[: ev.best_of_n_questions], totals[: ev.best_of_n_questions]
 
     @cache
     def judge(name: str) -> DistinctComparisons:
@@ -103,8 +104,8 @@ def grpo(d: Driver) -> dict:
     print(f"[gram-ray] policy before GRPO: held-out accuracy {policy_accuracy[BEFORE]:.3f}")
 
     def sample_candidates() -> tuple[dict, dict]:
-        samples = generate(d.path("pretrain", MODEL), questions, ev.best_of_n, ev.temperature, ev.max_new_tokens,
-                           ev.seed)
+        samples = generate(d.path("pretrain", MODEL), bon_questions, ev.best_of_n, ev.temperature,
+                           ev.max_new_tokens, ev.seed)
         out = run.path("eval", "candidates.json")
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, json.dumps(samples, indent=1))
@@ -112,12 +113,12 @@ def grpo(d: Driver) -> dict:
 
     candidates_stage = d.stage("candidates", {"eval": ev}, ["pretrain"], sample_candidates)
     candidates = json.loads(Path(candidates_stage.outputs["candidates"]).read_text())
-    right = [[correct(c, t) for c in cs] for cs, t in zip(candidates, totals, strict=True)]
+    right = [[correct(c, t) for c in cs] for cs, t in zip(candidates, bon_totals, strict=True)]
 
     def best_of_n(name: str) -> list[float]:
         def select() -> tuple[dict, dict]:
             tables = ([oracle_table(r) for r in right] if name == "oracle"
-                      else judge_tables(judge(name), questions, candidates, cfg.both_orders))
+                      else judge_tables(judge(name), bon_questions, candidates, cfg.both_orders))
             out = run.path("eval", f"tables_{name}.json")
             atomic_write_text(out, json.dumps(tables))
             return {"tables": str(out)}, {"accuracy": best_of_n_accuracy(tables, right, ev.best_of_n)}
@@ -150,7 +151,8 @@ def grpo(d: Driver) -> dict:
         policy_accuracy[name] = greedy_accuracy(name, f"grpo_{name}")
         print(f"[gram-ray] policy after GRPO with {name} rewards: held-out accuracy {policy_accuracy[name]:.3f}")
 
-    sizes = {"heldout_questions": ev.questions, "best_of_n": ev.best_of_n, "train_questions": cfg.train_questions,
+    sizes = {"heldout_questions": ev.questions, "best_of_n_questions": len(bon_questions),
+             "best_of_n": ev.best_of_n, "train_questions": cfg.train_questions,
              "grpo_steps": cfg.grpo.steps, "prompts_per_step": cfg.grpo.prompts_per_step,
              "num_generations": cfg.grpo.num_generations, "pretrain_steps": cfg.train["pretrain"].max_steps}
     paths = write_grpo_report(run, policy_accuracy, curves, grpo_info, sizes)

@@ -209,7 +209,10 @@ class PolicyEvalSettings(Section):
     """How a policy is measured on held-out questions: greedy accuracy, and best-of-n accuracy of
     ``best_of_n`` samples selected by each reward."""
 
-    questions: int = Field(64, ge=1, description="held-out questions (operand pairs no training question uses)")
+    questions: int = Field(64, ge=1, description="held-out questions (operand pairs no training question uses) "
+                           "of the greedy accuracy: its standard error is sqrt(p(1-p)/questions)")
+    best_of_n_questions: int = Field(32, ge=1, description="the first this many of them get best-of-n candidates "
+                                     "(each reward judges every candidate pair: the costly part)")
     best_of_n: int = Field(16, ge=1, description="samples per question; best-of-n is measured for n = 1 .. this")
     temperature: float = Field(1.0, gt=0, description="sampling temperature of the best-of-n candidates")
     max_new_tokens: int = Field(32, ge=1)
@@ -242,4 +245,7 @@ class GrpoConfig(PipelineConfig):
     def _check_rewards(self) -> GrpoConfig:
         if len(set(self.rewards)) != len(self.rewards):
             raise ValueError(f"rewards names one twice: {self.rewards}")
+        if self.eval.best_of_n_questions > self.eval.questions:
+            raise ValueError(f"eval.best_of_n_questions ({self.eval.best_of_n_questions}) are the first of the "
+                             f"held-out questions: at most eval.questions ({self.eval.questions})")
         return self

@@ -24,6 +24,11 @@ def recovered_gain(policy_accuracy: dict[str, float]) -> dict[str, float | None]
     return {name: (acc - before) / (oracle - before) for name, acc in policy_accuracy.items() if name != BEFORE}
 
 
+def standard_error(accuracy: float, questions: int) -> float:
+    """The binomial standard error of an accuracy measured on ``questions`` questions."""
+    return (accuracy * (1 - accuracy) / questions) ** 0.5
+
+
 def write_grpo_report(run: RunDir, policy_accuracy: dict[str, float], best_of_n: dict[str, list[float]],
                       grpo: dict[str, dict], sizes: dict) -> dict[str, str]:
     times = {name: entry["seconds"] for name, entry in run.manifest()["stages"].items()}
@@ -31,7 +36,9 @@ def write_grpo_report(run: RunDir, policy_accuracy: dict[str, float], best_of_n:
     report = {"policy_accuracy": policy_accuracy, "recovered_oracle_gain": recovered, "best_of_n": best_of_n,
               "grpo": grpo, "sizes": sizes, "stage_seconds": times, "total_seconds": round(sum(times.values()), 1)}
     lines = [f"# GRPO report: {run.root.name}", "",
-             f"Held-out policy accuracy ({sizes['heldout_questions']} questions, greedy).", "",
+             f"Held-out policy accuracy ({sizes['heldout_questions']} questions, greedy; standard error "
+             f"{100 * standard_error(policy_accuracy[BEFORE], sizes['heldout_questions']):.1f} points before "
+             "GRPO).", "",
              "| policy | accuracy | share of the oracle's gain | judge prompts | GRPO seconds |",
              "|---|---|---|---|---|",
              f"| before GRPO | {100 * policy_accuracy[BEFORE]:.1f}% | | | |"]
@@ -43,8 +50,9 @@ def write_grpo_report(run: RunDir, policy_accuracy: dict[str, float], best_of_n:
             lines.append(f"| GRPO with {NAMES[name]} | {100 * acc:.1f}% | {share} | {info.get('judge_prompts', '')} "
                          f"| {seconds} |")
     names = list(best_of_n)
-    lines += ["", f"Best-of-n accuracy: n of the {sizes['best_of_n']} samples per question of the policy before "
-              "GRPO, the best selected by each reward.", "",
+    lines += ["", f"Best-of-n accuracy on the first {sizes['best_of_n_questions']} of those questions: n of the "
+              f"{sizes['best_of_n']} samples per question of the policy before GRPO, the best selected by each "
+              "reward.", "",
               "| n | " + " | ".join(NAMES[name] for name in names) + " |", "|---" * (len(names) + 1) + "|"]
     for i in range(len(next(iter(best_of_n.values())))):
         lines.append(f"| {i + 1} | " + " | ".join(f"{100 * best_of_n[name][i]:.1f}%" for name in names) + " |")

@@ -9,7 +9,7 @@ from gram_ray.apply.answer_rewards import FinalAnswers, answer_text, oracle_rewa
 from gram_ray.apply.distinct_judge import DistinctComparisons
 from gram_ray.config import ConfigError, GrpoConfig, parse_config
 from gram_ray.eval.policy import accuracy, best_of_first, best_of_n_accuracy, judge_tables, oracle_table
-from gram_ray.run.grpo_report import recovered_gain
+from gram_ray.run.grpo_report import recovered_gain, standard_error
 from gram_ray.tinykit.addition import OPERANDS, final_answer, split_questions, worked_solution
 
 RIGHT = "7+8=15, carry 1. 3+4+1=8. sum 85."  # 37 + 48
@@ -122,6 +122,12 @@ def test_recovered_gain_is_a_share_of_the_oracles_gain():
     assert recovered_gain({"before": 0.4, "gram_r2": 0.6, "oracle": 0.4}) == {"gram_r2": None, "oracle": None}
 
 
+def test_the_standard_error_of_an_accuracy_shrinks_with_the_root_of_the_questions():
+    assert standard_error(0.3, 32) == pytest.approx(0.081, abs=5e-4)
+    assert standard_error(0.3, 256) == pytest.approx(standard_error(0.3, 32) / 8 ** 0.5)
+    assert standard_error(1.0, 32) == 0.0
+
+
 def _grpo(**change) -> dict:
     return {"run": {"name": "t"}, "rm_run": "runs/demo", "tinykit": {}, "engine": {},
             "train": {"pretrain": {"role": "plain"}}, "grpo": {"steps": 2}, **change}
@@ -134,6 +140,7 @@ def test_the_grpo_config_names_a_bad_key():
                             ({"rewards": ["exact"]}, "rewards.0: Input should be 'gram_r2', 'label_only' or 'oracle'"),
                             ({"group_method": "reference"}, "group_method: Input should be"),
                             ({"grpo": {"steps": 2, "num_generations": 1}}, "grpo.num_generations: Input should be"),
+                            ({"eval": {"questions": 16}}, "eval.best_of_n_questions (32) are the first"),
                             ({"train": {}}, "missing ['pretrain']")]:
         with pytest.raises(ConfigError, match="invalid configuration") as err:
             parse_config(_grpo(**change), GrpoConfig)
