@@ -1,5 +1,5 @@
 """The Ray Data judge gives the offline judge's probabilities (same tiny model, real ray.data.llm) and
-sends voting@k as k seeded requests per pair."""
+sends voting@k as one seeded n = k request per pair."""
 
 from __future__ import annotations
 
@@ -24,5 +24,5 @@ def test_ray_data_judge_matches_offline_and_votes_by_rows(ray_local, tiny_kit, v
 
     voter = RayDataJudge(engine, "reasoning", JudgeConfig(template="compact", votes=3, temperature=1.0, max_tokens=8))
     judged = voter.judge(ITEMS[:2])
-    assert voter.requests == 2 * 3 and [len(j.texts) for j in judged] == [3, 3]
+    assert voter.requests == 2 and [len(j.texts) for j in judged] == [3, 3]
     assert all(j.votes_a + j.votes_b + j.votes_none == 3 for j in judged)
