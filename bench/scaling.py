@@ -295,7 +295,7 @@ def part_adaptive(args: argparse.Namespace, work: Path) -> None:
 
     pairs = work / f"{args.name}-pairs.parquet"
     pq.write_table(pq.read_table(args.pairs_file).slice(0, args.pairs), pairs)
-    engine = EngineConfig(model=args.model, max_model_len=1024, batch_size=128, max_num_seqs=256, cpu_kvcache_gib=2)
+    engine = EngineConfig(model=args.model, max_model_len=512, batch_size=128, max_num_seqs=256, cpu_kvcache_gib=2)
     full = JudgeConfig(template="compact", votes=4, temperature=0.7, swap_pass=True, max_tokens=96)  # the demo's
     adaptive = full.model_copy(update={"adaptive": AdaptiveVoting()})
     result: dict = {"pairs": args.pairs, "model": args.model, "judge": full.model_dump(),

@@ -33,7 +33,7 @@ def encode(outputs: Sequence[Any]) -> str:
     return json.dumps([
         {"text": o.text, "token_ids": list(o.token_ids),
          "logprobs": [{str(t): lp.logprob for t, lp in (pos or {}).items()} for pos in o.logprobs or []]}
-        for o in outputs
+        for o in sorted(outputs, key=lambda o: o.index)
     ])
 
 

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from ray.llm._internal.batch.stages.vllm_engine_stage import vLLMEngineStageUDF
+from vllm.sampling_params import RequestOutputKind
 
 from gram_ray.judging.completions import COMPLETIONS, encode
 
@@ -24,6 +25,10 @@ class AllCompletionsUDF(vLLMEngineStageUDF):
         generate = self.llm._generate_async
 
         async def generate_and_keep(request: Any) -> Any:
+            # final outputs only: a streamed n > 1 request yields each sample as it moves, and the chunk
+            # that says "finished" holds only the samples that moved last; the final output holds all n
+            if hasattr(request.params, "output_kind"):
+                request.params.output_kind = RequestOutputKind.FINAL_ONLY
             output = await generate(request)
             self._finished[request.request_id] = output.outputs
             return output
