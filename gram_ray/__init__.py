@@ -12,4 +12,4 @@ Ray Train; ``tinykit`` builds the offline demo's model and task; ``eval`` scores
 the run folder, manifest and the pipeline driver that ``pipelines/`` and ``cli`` build on.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -137,15 +137,24 @@ class OfflineJudge:
 
         return cls(LLM(**llm_kwargs(engine)), kind, judge)
 
-    def judge(self, items: Sequence[PairItem], votes: int | None = None) -> list[Judgement]:
+    def judge(self, items: Sequence[PairItem], votes: int | None = None, seeds: Sequence[int] | None = None
+              ) -> list[Judgement]:
+        """One judgement per item; ``seeds`` gives each item's request a sampling seed (vLLM seeds its k
+        samples seed, seed + 1, ...), so its samples do not depend on what else is in the batch: the
+        label stage seeds its requests this way."""
         if not items:
             return []
-        from vllm import TokensPrompt
+        from vllm import SamplingParams, TokensPrompt
 
+        if seeds is not None and len(seeds) != len(items):
+            raise ValueError(f"{len(seeds)} seeds for {len(items)} items")
         prompts = [TokensPrompt(prompt_token_ids=self.core.prompt_ids(item)) for item in items]
+        sampling = self.core.sampling(votes)
+        params = (SamplingParams(**sampling) if seeds is None
+                  else [SamplingParams(**sampling, seed=seed) for seed in seeds])
         self.calls += 1
         self.requests += len(prompts)
-        outputs = self.llm.generate(prompts, self.core.sampling_params(votes), use_tqdm=len(prompts) > 64)
+        outputs = self.llm.generate(prompts, params, use_tqdm=len(prompts) > 64)
         return [self.core.read(out) for out in outputs]
 
     def refusal(self, item: PairItem) -> str | None:

@@ -2,8 +2,7 @@
 
 Each ``judge`` call is one Ray Data pass through an engine pool (``judging.engine.engine_pass``), so the
 ranking methods cost one pass per judge call: ``reference`` one pass in all, ``knockout`` ceil(log2 n)
-passes, ``scan`` n - 1. ``ray.data.llm`` keeps one completion per request, so voting@k sends k requests
-per pair with derived seeds instead of one n = k request.
+passes, ``scan`` n - 1. Voting@k is one n = k request per item, seeded like the label stage's.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any
 from gram_ray.apply.judges import JudgeCore, JudgeKind, Judgement, judgement_of
 from gram_ray.apply.ranking import PairItem
 from gram_ray.config import EngineConfig, JudgeConfig
-from gram_ray.judging.engine import engine_pass, logprob_map
+from gram_ray.judging.engine import completions_of, engine_pass
 from gram_ray.judging.requests import derive_seed, load_tokenizer
 
 
@@ -34,40 +33,32 @@ class RayDataJudge:
         import ray.data
 
         sampling = self.core.sampling(votes)
-        k = sampling.pop("n")
-        rows = []
-        for i, item in enumerate(items):
-            ids = self.core.prompt_ids(item)
-            for s in range(k):
-                params = {**sampling, "seed": derive_seed(self.engine.seed, i, s)}
-                rows.append({"id": f"{i:09d}", "sub": f"{s:04d}", "tokenized_prompt": ids,
-                             "sampling_json": json.dumps(params)})
+        rows = [{"id": f"{i:09d}", "tokenized_prompt": self.core.prompt_ids(item),
+                 "sampling_json": json.dumps({**sampling, "seed": derive_seed(self.engine.seed, i)})}
+                for i, item in enumerate(items)]
         label_ids = set(self.core.labels.ids)
 
         def read(row: dict) -> dict:
-            """The sample's text, tokens and label-token log-probabilities (JSON: keys become strings)."""
-            logprobs = [{t: lp for t, lp in logprob_map(position).items() if t in label_ids}
-                        for position in row.get("logprobs") or []]
-            result = {"text": row.get("generated_text") or "", "tokens": list(row.get("generated_tokens") or []),
-                      "logprobs": logprobs}
-            return {"id": row["id"], "sub": row["sub"], "result_json": json.dumps(result)}
+            """Every sample's text, tokens and label-token log-probabilities (JSON: keys become strings)."""
+            results = [{"text": c.text, "tokens": c.token_ids,
+                        "logprobs": [{t: lp for t, lp in pos.items() if t in label_ids} for pos in c.logprobs]}
+                       for c in completions_of(row)]
+            return {"id": row["id"], "result_json": json.dumps(results)}
 
         self.calls += 1
         self.requests += len(rows)
-        settled = engine_pass(ray.data.from_items(rows), self.engine, read, ("id", "sub", "result_json")).take_all()
+        settled = engine_pass(ray.data.from_items(rows), self.engine, read, ("id", "result_json")).take_all()
         errors = [r["error"] for r in settled if r["error"]]
         if errors:
             raise RuntimeError(f"{len(errors)} judge request(s) failed in the engine, e.g. {errors[0]}")
-        by_item: dict[int, list[tuple[str, dict]]] = {}
-        for r in settled:
-            by_item.setdefault(int(r["id"]), []).append((r["sub"], json.loads(r["result_json"])))
+        by_item = {int(r["id"]): json.loads(r["result_json"]) for r in settled}
         judgements = []
         for i in range(len(items)):
             samples = [self.core.sample(res["text"], res["tokens"],
                                         [{int(t): lp for t, lp in pos.items()} for pos in res["logprobs"]])
-                       for _, res in sorted(by_item.get(i, []))]
-            if len(samples) != k:
-                raise RuntimeError(f"item {i}: {len(samples)} of {k} judgements came back")
+                       for res in by_item.get(i, [])]
+            if len(samples) != sampling["n"]:
+                raise RuntimeError(f"item {i}: {len(samples)} of {sampling['n']} judgements came back")
             judgements.append(judgement_of(samples))
         return judgements
 

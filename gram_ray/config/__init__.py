@@ -8,6 +8,7 @@ never reads YAML itself; pipelines compose the sections into one run config. Unk
 
 from gram_ray.config.data import ValidationConfig
 from gram_ray.config.inference import (
+    AdaptiveVoting,
     CallableSpec,
     EngineConfig,
     EngineSettings,
@@ -45,6 +46,7 @@ from gram_ray.config.serving import ApplyConfig, RewardModelConfig, ServeConfig
 from gram_ray.config.training import GrpoSettings, TrainConfig, TrainSettings
 
 __all__ = [
+    "AdaptiveVoting",
     "ApplyConfig",
     "CallableSpec",
     "ConfigError",

@@ -73,6 +73,18 @@ class EngineConfig(EngineSettings):
     model: str = Field(description="Hugging Face model id or local directory (save_pretrained layout)")
 
 
+class AdaptiveVoting(Section):
+    """Voting@k that samples ``first_votes`` votes per pair and order, and the other k - ``first_votes``
+    only where those leave the order undecided (``judging.voting.decided_early``): the majority of k could
+    still change, and the first votes are not unanimous with a mean probability of their side of at least
+    ``min_confidence``. The later votes are the samples full voting would have drawn (same seeds), so a
+    label differs from full k-voting's only where an early stop decided otherwise."""
+
+    first_votes: int = Field(2, ge=1, description="votes per pair and order before deciding whether to sample more")
+    min_confidence: float = Field(0.9, ge=0.5, le=1, description="unanimous first votes whose side has at least "
+                                  "this mean answer-token probability stop the sampling")
+
+
 class JudgeConfig(Section):
     """Label prediction by the reasoning RM: k sampled judgements per pair, majority vote.
 
@@ -86,11 +98,15 @@ class JudgeConfig(Section):
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(1024, ge=1)
     swap_pass: bool = Field(False, description="judge again with the responses swapped")
+    adaptive: AdaptiveVoting | None = Field(None, description="stop sampling decided pairs early; None = k votes "
+                                            "for every pair")
 
     @model_validator(mode="after")
     def _check(self) -> JudgeConfig:
         if self.votes > 1 and self.temperature == 0:
             raise ValueError("votes > 1 needs temperature > 0 (greedy samples are all identical)")
+        if self.adaptive is not None and self.adaptive.first_votes >= self.votes:
+            raise ValueError(f"adaptive.first_votes ({self.adaptive.first_votes}) must be below votes ({self.votes})")
         return self
 
 

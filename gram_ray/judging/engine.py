@@ -3,7 +3,8 @@
 Prompts arrive as token ids with per-row sampling parameters (see ``requests``), so the processor's own
 chat-template, tokenize and detokenize stages are switched off. Rows that fail in the engine come back
 with ``__inference_error__`` instead of failing the job (``should_continue_on_error``); such rows skip
-the postprocess function, which ``engine_pass`` allows for.
+the postprocess function, which ``engine_pass`` allows for. A request with ``n = k`` keeps all k
+completions (``completions_of``; see ``engine_stage``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gram_ray.config import EngineConfig
+from gram_ray.judging.completions import COMPLETIONS, Completion, decode
 
 
 def engine_kwargs(engine: EngineConfig) -> dict[str, Any]:
@@ -82,11 +84,18 @@ def build_engine_processor(engine: EngineConfig, postprocess: Callable[[dict], d
     with the input columns carried along."""
     from ray.data.llm import build_processor
 
-    return build_processor(
+    from gram_ray.judging.engine_stage import AllCompletionsUDF
+
+    processor = build_processor(
         processor_config(engine),
         preprocess=lambda row: {"sampling_params": json.loads(row["sampling_json"])},
         postprocess=postprocess,
     )
+    # a copy, not an assignment: assigning re-runs the stage's validator, which has already moved
+    # placement_group_config into the Ray remote arguments and would fall back to one GPU per replica
+    name = "vLLMEngineStage"
+    processor.stages[name] = processor.get_stage_by_name(name).model_copy(update={"fn": AllCompletionsUDF})
+    return processor
 
 
 def engine_pass(requests: Any, engine: EngineConfig, postprocess: Callable[[dict], dict],
@@ -115,6 +124,15 @@ def logprob_map(position: Any) -> dict[int, float]:
     if not position:
         return {}
     return {int(t): float(v["logprob"] if isinstance(v, dict) else v) for t, v in position.items() if v is not None}
+
+
+def completions_of(row: dict) -> list[Completion]:
+    """Every completion of an engine output row: the ``COMPLETIONS`` column of an n > 1 request, else the
+    row's own first-completion columns."""
+    if row.get(COMPLETIONS):
+        return decode(row[COMPLETIONS])
+    return [Completion(row.get("generated_text") or "", [int(t) for t in row.get("generated_tokens") or []],
+                       [logprob_map(pos) for pos in row.get("logprobs") or []])]
 
 
 def llm_kwargs(cfg: EngineConfig) -> dict[str, Any]:

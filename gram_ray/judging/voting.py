@@ -74,6 +74,23 @@ def decide(votes_a: int, votes_b: int, p_a: float | None) -> str | None:
     return "A" if p_a > 0.5 else "B"
 
 
+def decided_early(samples: Sequence[Sample], votes: int, min_confidence: float) -> bool:
+    """Whether the first ``samples`` of a ``votes``-vote pass settle it (adaptive voting): the leading side's
+    lead is larger than the votes still to come, so the majority of all ``votes`` cannot change; or every
+    sample names the same side with a mean probability of that side of at least ``min_confidence`` (a sample
+    without a probability leaves the pass undecided)."""
+    if len(samples) > votes:
+        raise ValueError(f"{len(samples)} samples of a {votes}-vote pass")
+    answers = [s.answer for s in samples]
+    if abs(answers.count("A") - answers.count("B")) > votes - len(samples):
+        return True
+    side = answers[0] if answers else None
+    if side is None or any(a != side for a in answers) or any(s.p_a is None for s in samples):
+        return False
+    p_a = fmean(s.p_a for s in samples)
+    return (p_a if side == "A" else 1.0 - p_a) >= min_confidence
+
+
 def summarise_pass(order: str, samples: Sequence[Sample]) -> PassResult:
     vote = majority_vote([to_stored(s.answer, order) for s in samples])
     probs = [s.p_a if order == "ab" else 1.0 - s.p_a for s in samples if s.p_a is not None]

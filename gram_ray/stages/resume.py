@@ -7,8 +7,9 @@ proofs), a stage may run two engine passes, and pairs are aggregated in the driv
 pair id is neither unique per engine row nor "done" when one of its rows is. Every engine row is keyed
 instead by (``id``, ``sub``), and the requests are anti-joined against what was written.
 
-Layout: ``resume.json`` (a fingerprint of the stage's inputs, settings and model files; a folder with
-another fingerprint is discarded rather than mixed in) and one sub-folder per engine pass holding
+Layout: ``resume.json`` (a fingerprint of the stage's inputs, settings, model files and the gram-ray
+version, since the engine rows' layout is the code's; a folder with another fingerprint is discarded
+rather than mixed in) and one sub-folder per engine pass holding
 ``a<attempt>-<chunk>.parquet`` files of SETTLED_SCHEMA rows plus ``_complete`` once the pass finished.
 The driver writes each file atomically (``data.files.atomic_write``), so a killed driver leaves whole
 files only. On load an unreadable file is dropped (its rows are computed again) and rows that an earlier
@@ -33,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from gram_ray import __version__
 from gram_ray.config import EngineConfig, config_hash
 from gram_ray.data.files import atomic_write, atomic_write_text, fingerprint
 from gram_ray.stages.rows import SETTLED_SCHEMA, settled_batches
@@ -82,7 +84,7 @@ class Checkpoint:
         model = Path(engine.model)
         identity = config_hash({"stage": stage, "inputs": fingerprint(Path(source).resolve()), "engine": engine,
                                 "model": fingerprint(model) if model.exists() else engine.model,
-                                "settings": settings})
+                                "settings": settings, "gram_ray": __version__})
         previous = cls._state(folder)
         if previous.get("fingerprint") != identity:
             if folder.exists():

@@ -78,3 +78,15 @@ def test_voting_needs_sampling():
     with pytest.raises(ValueError, match="temperature > 0"):
         JudgeConfig(votes=8, temperature=0.0)
     assert JudgeConfig(votes=8, temperature=0.7).votes == 8
+
+
+def test_adaptive_voting_is_off_by_default_and_needs_votes_left_to_skip():
+    assert JudgeConfig(votes=8, temperature=0.7).adaptive is None
+    cfg = JudgeConfig(votes=8, temperature=0.7, adaptive={"first_votes": 3})
+    assert (cfg.adaptive.first_votes, cfg.adaptive.min_confidence) == (3, 0.9)
+    with pytest.raises(ValueError, match=r"adaptive.first_votes \(8\) must be below votes \(8\)"):
+        JudgeConfig(votes=8, temperature=0.7, adaptive={"first_votes": 8})
+    with pytest.raises(ValueError, match="min_confidence"):
+        JudgeConfig(votes=8, temperature=0.7, adaptive={"min_confidence": 0.4})
+    with pytest.raises(ValueError, match="Extra inputs"):
+        JudgeConfig(votes=8, temperature=0.7, adaptive={"first_vote": 2})

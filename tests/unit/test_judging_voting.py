@@ -6,7 +6,16 @@ import math
 
 import pytest
 
-from gram_ray.judging.voting import Sample, combine, decide, judgement_record, read_sample, summarise_pass, to_stored
+from gram_ray.judging.voting import (
+    Sample,
+    combine,
+    decide,
+    decided_early,
+    judgement_record,
+    read_sample,
+    summarise_pass,
+    to_stored,
+)
 from gram_ray.prompts.verdicts import LabelTokens
 
 LABELS = LabelTokens(a=(10, 11), b=(20, 21))  # e.g. "A", " A" and "B", " B"
@@ -97,3 +106,34 @@ def test_judgement_record_fields():
     assert rec["p_a"] == pytest.approx(0.2) and rec["p_b"] == pytest.approx(0.8)
     assert (rec["votes_a"], rec["votes_b"], rec["votes_none"]) == (0, 1, 0)
     assert rec["generated_text"] == ["text"] and rec["round"] == 2
+
+
+def votes(*answers_and_p: tuple[str | None, float | None]) -> list[Sample]:
+    return [Sample("", answer, p_a) for answer, p_a in answers_and_p]
+
+
+def test_decided_early_when_unanimous_and_confident_of_that_side():
+    assert decided_early(votes(("A", 1.0), ("A", 0.75)), votes=8, min_confidence=0.875)  # mean P(A) 0.875
+    assert not decided_early(votes(("A", 1.0), ("A", 0.5)), votes=8, min_confidence=0.875)  # 0.75
+    assert decided_early(votes(("B", 0.25), ("B", 0.0)), votes=8, min_confidence=0.875)  # P(B) 0.875
+    assert not decided_early(votes(("B", 0.5), ("B", 0.0)), votes=8, min_confidence=0.875)  # P(B) 0.75
+
+
+def test_split_unreadable_or_unscored_first_votes_are_undecided():
+    assert not decided_early(votes(("A", 0.99), ("B", 0.01)), votes=8, min_confidence=0.5)
+    assert not decided_early(votes(("A", 0.99), (None, None)), votes=8, min_confidence=0.5)
+    assert not decided_early(votes((None, None), (None, None)), votes=8, min_confidence=0.5)
+    assert not decided_early(votes(("A", 0.99), ("A", None)), votes=8, min_confidence=0.5)
+
+
+def test_decided_early_when_the_majority_of_k_cannot_change_whatever_the_confidence():
+    # 5 of 8 for A, 3 to come: B can reach at most 3 < 5
+    assert decided_early(votes(*[("A", 0.6)] * 5), votes=8, min_confidence=1.0)
+    # 4 A, 1 B, 3 to come: B can reach 4 = a tie, so the majority could still change
+    assert not decided_early(votes(*[("A", 0.6)] * 4, ("B", 0.4)), votes=8, min_confidence=1.0)
+    # 4 A, 1 B, 2 to come: lead 3 > 2
+    assert decided_early(votes(*[("A", 0.6)] * 4, ("B", 0.4)), votes=7, min_confidence=1.0)
+    # an unreadable vote counts for neither side: 3 A, 1 none, 1 to come
+    assert decided_early(votes(*[("A", 0.6)] * 3, (None, None)), votes=5, min_confidence=1.0)
+    with pytest.raises(ValueError, match="3 samples of a 2-vote pass"):
+        decided_early(votes(*[("A", 0.6)] * 3), votes=2, min_confidence=0.9)

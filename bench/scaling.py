@@ -1,0 +1,351 @@
+"""Inference stages at scale: cost per row as rows grow, voting@k on Ray Data against the offline n = k
+request, prefix caching, adaptive voting.
+
+Each part runs in a process of its own (fresh Ray, fresh engines, its own peak RSS) and writes
+``<work>/<part>.json``; ``summary`` prints the last line from those files, so the parts can run one at a
+time (each well under the machine's time slot for a heavy job):
+
+  rows --rows N   the label stage over N pairs through Ray Data (every step a Ray Dataset, as inputs over
+                  ``stages.rows.LOCAL_ROWS`` go), random-weight tiny judge, greedy, ``--tokens`` generated
+                  tokens each (``ignore_eos``). A 16-pair run first gives the stage's fixed cost (engine
+                  start, actor pools, the sort's tasks); the per-row cost is the marginal one,
+                  (T_N - T_16) / (N - 16). Peak RSS of the driver and of its descendant processes (the local
+                  Ray cluster: raylet, workers, engine actors and their vLLM engine cores), sampled every
+                  0.2 s during the N-pair run.
+  votes           voting@k, same judge and pairs both ways: the label stage on Ray Data (one n = k request
+                  per pair; marginal rate between 16 pairs and ``--pairs``) against ``vllm.LLM.generate`` in
+                  one process on the very requests the stage plans (engine start not timed).
+  prefix          SmolLM2-135M-Instruct (``gram_ray.tinykit.smollm2``), the ``gram_r2`` template, real HHH
+                  pairs in both orders, greedy, ``--tokens`` generated tokens: prompt tokens computed
+                  (prompt tokens less vLLM's ``num_cached_tokens``) and prompts/s with and without
+                  ``enable_prefix_caching``, each engine in a subprocess.
+  adaptive        a trained judge (``--model``, e.g. the demo's ``runs/demo/models/rm_r01``) on
+                  ``--pairs-file`` with the demo's judge settings, once with full k-voting and once with
+                  ``judge.adaptive``: label agreement, generated tokens of each (its tokenizer over the
+                  judgement texts) and the share saved.
+
+Run: .venv/bin/python bench/scaling.py all   (or one part, then ``summary``). The last line of ``summary``
+is ``cost_per_row_16k_vs_1k=<x> rss_16k_vs_1k=<y> prefix_cache_speedup=<z> ray_votes_vs_offline=<w>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+SMALL = 16
+ROWS = (1000, 4000, 16000)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("part", choices=["rows", "votes", "prefix", "prefix-one", "adaptive", "summary", "all"])
+    p.add_argument("--work", default="runs/bench/scaling", help="models, data, stage outputs and part results")
+    p.add_argument("--rows", type=int, default=1000, help="rows: pairs labelled")
+    p.add_argument("--tokens", type=int, default=8, help="generated tokens per sample (ignore_eos)")
+    p.add_argument("--pairs", type=int, default=200, help="votes / prefix / adaptive: pairs judged")
+    p.add_argument("--votes", type=int, default=8, help="votes: k")
+    p.add_argument("--caching", choices=["on", "off"], help="prefix-one: enable_prefix_caching")
+    p.add_argument("--model", help="adaptive: the trained judge")
+    p.add_argument("--pairs-file", help="adaptive: pair Parquet file")
+    p.add_argument("--name", default="adaptive", help="adaptive: the result's name")
+    return p.parse_args(argv)
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown CPU")
+    return f"{model}, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}"
+
+
+def save(work: Path, name: str, result: dict) -> None:
+    result = {**result, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    (work / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"[{name}] {json.dumps(result)}", flush=True)
+
+
+class PeakRss:
+    """Peak RSS of this process and the sum over its descendants (the local Ray cluster), in MiB."""
+
+    def __init__(self, every_s: float = 0.2):
+        import psutil
+
+        self.me, self.every_s = psutil.Process(), every_s
+        self.driver = self.workers = self.largest_worker = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            self.driver = max(self.driver, self.me.memory_info().rss / 2**20)
+            sizes = []
+            for child in self.me.children(recursive=True):
+                try:
+                    sizes.append(child.memory_info().rss / 2**20)
+                except psutil.Error:  # gone between listing and reading
+                    continue
+            self.workers = max(self.workers, sum(sizes))
+            self.largest_worker = max([self.largest_worker, *sizes])
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def as_dict(self) -> dict:
+        return {"driver_mib": round(self.driver), "workers_mib": round(self.workers),
+                "largest_worker_mib": round(self.largest_worker), "total_mib": round(self.driver + self.workers)}
+
+
+def bench_model(work: Path) -> Path:
+    """A random-weight tiny judge (4 layers, hidden 256) with the kit's tokenizer, built once."""
+    from gram_ray.tinykit import LlamaShape, build_bench_model
+
+    model = work / "model-4x256"
+    if not (model / "config.json").exists():
+        build_bench_model(model, LlamaShape(layers=4, hidden=256, heads=4, intermediate=1024, max_positions=512))
+    return model
+
+
+def task_pairs(work: Path, n: int) -> Path:
+    """``n`` pairs of the tiny kit's addition task (one draw; a larger n extends a smaller one's rows)."""
+    import pyarrow.parquet as pq
+
+    from gram_ray.tinykit.addition import TaskSizes, write_task
+
+    path = work / f"pairs-{n}.parquet"
+    if not path.exists():
+        sizes = TaskSizes(seed=1, labeled=1, unlabeled_rounds=1, unlabeled_per_round=n, heldout=1, pretrain=1)
+        pq.write_table(pq.read_table(write_task(work / f"task-{n}", seed=0, sizes=sizes).unlabeled[0]), path)
+    return path
+
+
+def head(path: Path, n: int) -> Path:
+    import pyarrow.parquet as pq
+
+    out = path.with_name(f"{path.stem}-head{n}.parquet")
+    pq.write_table(pq.read_table(path).slice(0, n), out)
+    return out
+
+
+def engine_for(model: Path, **overrides: object):
+    from gram_ray.config import EngineConfig
+
+    settings = {"max_model_len": 512, "batch_size": 128, "max_concurrent_batches": 4, "max_num_seqs": 256,
+                "cpu_kvcache_gib": 2, "cpu_reserved_cores": 1, **overrides}
+    return EngineConfig(model=str(model), **settings)
+
+
+@contextmanager
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": os.environ["VLLM_CPU_KVCACHE_SPACE"],
+                                       "TOKENIZERS_PARALLELISM": "false"}})
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def timed_stage(pairs: Path, out: Path, engine, judge, extra: dict | None) -> float:
+    from gram_ray.stages import label_pairs
+
+    start = time.perf_counter()
+    summary = label_pairs(pairs, out, engine, judge, extra_sampling=extra)
+    seconds = time.perf_counter() - start
+    if not summary.complete:
+        raise RuntimeError(f"incomplete stage run: {summary}")
+    return seconds
+
+
+def part_rows(args: argparse.Namespace, work: Path) -> None:
+    from gram_ray.config import JudgeConfig
+    from gram_ray.stages import rows as held
+
+    held.LOCAL_ROWS = 0  # every step on Ray Data, whatever the size
+    model, pairs = bench_model(work), task_pairs(work, args.rows)
+    engine = engine_for(model)
+    judge = JudgeConfig(template="compact", votes=1, temperature=0.0, max_tokens=args.tokens)
+    extra = {"ignore_eos": True}
+    with local_ray():
+        fixed = timed_stage(head(pairs, SMALL), work / "out" / f"rows-small-{args.rows}", engine, judge, extra)
+        with PeakRss() as peak:
+            total = timed_stage(pairs, work / "out" / f"rows-{args.rows}", engine, judge, extra)
+    save(work, f"rows-{args.rows}", {"rows": args.rows, "tokens": args.tokens, "fixed_s": round(fixed, 1),
+                                     "total_s": round(total, 1),
+                                     "marginal_ms_per_row": round(1e3 * (total - fixed) / (args.rows - SMALL), 3),
+                                     "end_to_end_ms_per_row": round(1e3 * total / args.rows, 3),
+                                     "peak_rss": peak.as_dict()})
+
+
+def part_votes(args: argparse.Namespace, work: Path) -> None:
+    import pyarrow.parquet as pq
+    from vllm import LLM, SamplingParams, TokensPrompt
+
+    from gram_ray.config import JudgeConfig
+    from gram_ray.judging.engine import llm_kwargs
+    from gram_ray.stages.label import judge_requests
+
+    model, pairs = bench_model(work), task_pairs(work, args.pairs)
+    engine = engine_for(model)
+    judge = JudgeConfig(template="compact", votes=args.votes, temperature=1.0, max_tokens=args.tokens)
+    extra = {"ignore_eos": True}
+    requests = [judge_requests(r, engine, judge, extra)[0] for r in pq.read_table(pairs).to_pylist()]
+    llm = LLM(**llm_kwargs(engine))
+    start = time.perf_counter()
+    outs = llm.generate([TokensPrompt(prompt_token_ids=r.prompt_ids) for r in requests],
+                        [SamplingParams(**r.sampling) for r in requests], use_tqdm=False)
+    offline = time.perf_counter() - start
+    assert all(len(o.outputs) == args.votes for o in outs)
+    llm.llm_engine.engine_core.shutdown()
+    del llm
+    with local_ray():
+        fixed = timed_stage(head(pairs, SMALL), work / "out" / "votes-small", engine, judge, extra)
+        total = timed_stage(pairs, work / "out" / "votes", engine, judge, extra)
+    stage_rate, offline_rate = (args.pairs - SMALL) / (total - fixed), args.pairs / offline
+    save(work, "votes", {"pairs": args.pairs, "votes": args.votes, "tokens": args.tokens,
+                         "offline_s": round(offline, 1), "offline_pairs_per_s": round(offline_rate, 3),
+                         "stage_fixed_s": round(fixed, 1), "stage_total_s": round(total, 1),
+                         "stage_marginal_pairs_per_s": round(stage_rate, 3),
+                         "ray_votes_vs_offline": round(stage_rate / offline_rate, 3)})
+
+
+def prefix_requests(pairs: int, model: Path) -> list[list[int]]:
+    """Judge prompts (gram_r2, both orders) of the first HHH pairs whose prompts fit in 2,048 tokens."""
+    from gram_ray.data.benchmarks import load_benchmark
+    from gram_ray.judging.requests import chat_ids, load_tokenizer
+    from gram_ray.prompts import judge_prompt
+
+    root = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "benchmarks"
+    tokenizer = load_tokenizer(str(model))
+    prompts = []
+    for row in load_benchmark("hhh", root).to_pylist():
+        both = [chat_ids(tokenizer, judge_prompt("gram_r2", row["prompt"], a, b))
+                for a, b in ((row["response_a"], row["response_b"]), (row["response_b"], row["response_a"]))]
+        if max(map(len, both)) < 2048:
+            prompts += both
+        if len(prompts) >= 2 * pairs:
+            break
+    return prompts
+
+
+def part_prefix_one(args: argparse.Namespace, work: Path) -> None:
+    from vllm import LLM, SamplingParams, TokensPrompt
+
+    from gram_ray.judging.engine import llm_kwargs
+    from gram_ray.tinykit.smollm2 import smollm2_model
+
+    model = smollm2_model()
+    prompts = prefix_requests(args.pairs, model)
+    engine = engine_for(model, max_model_len=2048 + args.tokens, max_num_seqs=32,
+                        enable_prefix_caching=args.caching == "on")
+    llm = LLM(**llm_kwargs(engine))
+    params = SamplingParams(temperature=0.0, max_tokens=args.tokens, ignore_eos=True)
+    start = time.perf_counter()
+    outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
+    seconds = time.perf_counter() - start
+    prompt_tokens = sum(map(len, prompts))
+    cached = sum(o.num_cached_tokens or 0 for o in outs)
+    save(work, f"prefix-{args.caching}", {"prompts": len(prompts), "prompt_tokens": prompt_tokens,
+                                          "prompt_tokens_computed": prompt_tokens - cached,
+                                          "seconds": round(seconds, 1),
+                                          "prompts_per_s": round(len(prompts) / seconds, 3)})
+    llm.llm_engine.engine_core.shutdown()
+
+
+def part_prefix(args: argparse.Namespace, work: Path) -> None:
+    for caching in ("off", "on"):
+        subprocess.run([sys.executable, __file__, "prefix-one", "--work", str(work), "--pairs", str(args.pairs),
+                        "--tokens", str(args.tokens), "--caching", caching], check=True)
+    on, off = (json.loads((work / f"prefix-{c}.json").read_text()) for c in ("on", "off"))
+    save(work, "prefix", {"with": on, "without": off,
+                          "computed_share_with": round(on["prompt_tokens_computed"] / on["prompt_tokens"], 3),
+                          "prefix_cache_speedup": round(on["prompts_per_s"] / off["prompts_per_s"], 3)})
+
+
+def generated_tokens(folder: Path, model: str) -> int:
+    import pyarrow.parquet as pq
+
+    from gram_ray.judging.requests import load_tokenizer
+
+    tokenizer = load_tokenizer(model)
+    texts = [t for j in pq.read_table(folder / "judgements").to_pylist() for t in j["generated_text"]]
+    return sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
+
+
+def part_adaptive(args: argparse.Namespace, work: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from gram_ray.config import AdaptiveVoting, EngineConfig, JudgeConfig
+
+    pairs = work / f"{args.name}-pairs.parquet"
+    pq.write_table(pq.read_table(args.pairs_file).slice(0, args.pairs), pairs)
+    engine = EngineConfig(model=args.model, max_model_len=512, batch_size=128, max_num_seqs=256, cpu_kvcache_gib=2)
+    full = JudgeConfig(template="compact", votes=4, temperature=0.7, swap_pass=True, max_tokens=96)  # the demo's
+    adaptive = full.model_copy(update={"adaptive": AdaptiveVoting()})
+    result: dict = {"pairs": args.pairs, "model": args.model, "judge": full.model_dump(),
+                    "adaptive": adaptive.adaptive.model_dump()}
+    labels = {}
+    with local_ray():
+        for name, judge in (("full", full), ("adaptive", adaptive)):
+            out = work / "out" / f"{args.name}-{name}"
+            result[f"{name}_s"] = round(timed_stage(pairs, out, engine, judge, None), 1)
+            result[f"{name}_tokens"] = generated_tokens(out, args.model)
+            table = pq.read_table(out / "labelled").to_pylist()
+            labels[name] = {r["id"]: r["label"] for r in table}
+            result[f"{name}_samples"] = sum(r["votes_total"] for r in table)
+    result["label_agreement"] = round(sum(labels["full"][i] == labels["adaptive"][i] for i in labels["full"])
+                                      / len(labels["full"]), 4)
+    result["tokens_saved"] = round(1 - result["adaptive_tokens"] / result["full_tokens"], 4)
+    save(work, args.name, result)
+
+
+def summary(work: Path) -> None:
+    def read(name: str) -> dict:
+        return json.loads((work / f"{name}.json").read_text())
+
+    rows = {n: read(f"rows-{n}") for n in ROWS if (work / f"rows-{n}.json").exists()}
+    for n, r in rows.items():
+        print(f"rows {n}: fixed {r['fixed_s']}s, total {r['total_s']}s, marginal {r['marginal_ms_per_row']} ms/row, "
+              f"peak RSS {r['peak_rss']}")
+    small, large = rows[ROWS[0]], rows[ROWS[-1]]
+    cost = large["marginal_ms_per_row"] / small["marginal_ms_per_row"]
+    rss = large["peak_rss"]["total_mib"] / small["peak_rss"]["total_mib"]
+    print(f"cost_per_row_16k_vs_1k={cost:.3f} rss_16k_vs_1k={rss:.3f} "
+          f"prefix_cache_speedup={read('prefix')['prefix_cache_speedup']:.3f} "
+          f"ray_votes_vs_offline={read('votes')['ray_votes_vs_offline']:.3f}")
+
+
+def main() -> None:
+    args = parse_args()
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "1")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    if args.part == "all":
+        for part in [*(["rows", "--rows", str(n)] for n in ROWS), ["votes"], ["prefix"]]:
+            subprocess.run([sys.executable, __file__, *part, "--work", str(work)], check=True)
+        summary(work)
+        return
+    {"rows": part_rows, "votes": part_votes, "prefix": part_prefix, "prefix-one": part_prefix_one,
+     "adaptive": part_adaptive}.get(args.part, lambda _, w: summary(w))(args, work)
+
+
+if __name__ == "__main__":
+    main()
