@@ -11,7 +11,10 @@ time (each well under the machine's time slot for a heavy job):
                   start, actor pools, the sort's tasks); the per-row cost is the marginal one,
                   (T_N - T_16) / (N - 16). Peak RSS of the driver and of its descendant processes (the local
                   Ray cluster: raylet, workers, engine actors and their vLLM engine cores), sampled every
-                  0.2 s during the N-pair run.
+                  0.2 s during the N-pair run. The 16-pair run's fixed cost is split into the engine pass
+                  (of which vLLM's own engine start, timed alone in this process first) and the sort,
+                  aggregation and writing of the outputs (gram-ray's own, on Ray Data); the N-pair run's
+                  total into the same two.
   votes           voting@k, same judge and pairs both ways: the label stage on Ray Data (one n = k request
                   per pair; marginal rate between 16 pairs and ``--pairs``) against ``vllm.LLM.generate`` in
                   one process on the very requests the stage plans (engine start not timed).
@@ -22,7 +25,8 @@ time (each well under the machine's time slot for a heavy job):
   adaptive        a trained judge (``--model``, e.g. the demo's ``runs/demo/models/rm_r01``) on
                   ``--pairs-file`` with the demo's judge settings, once with full k-voting and once with
                   ``judge.adaptive``: label agreement, generated tokens of each (its tokenizer over the
-                  judgement texts) and the share saved.
+                  judgement texts) and the share saved. ``--model smollm2`` judges real HHH pairs with
+                  SmolLM2-135M-Instruct and the ``gram_r2`` template instead (``--pairs-file`` unused).
 
 Run: .venv/bin/python bench/scaling.py all   (or one part, then ``summary``). The last line of ``summary``
 is ``cost_per_row_16k_vs_1k=<x> rss_16k_vs_1k=<y> prefix_cache_speedup=<z> ray_votes_vs_offline=<w>``.
@@ -42,6 +46,7 @@ from pathlib import Path
 
 SMALL = 16
 ROWS = (1000, 4000, 16000)
+PROMPT_LIMIT = 2048  # judge prompt tokens of the real pairs SmolLM2 judges
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pairs", type=int, default=200, help="votes / prefix / adaptive: pairs judged")
     p.add_argument("--votes", type=int, default=8, help="votes: k")
     p.add_argument("--caching", choices=["on", "off"], help="prefix-one: enable_prefix_caching")
-    p.add_argument("--model", help="adaptive: the trained judge")
+    p.add_argument("--model", help="adaptive: the trained judge's folder, or smollm2")
     p.add_argument("--pairs-file", help="adaptive: pair Parquet file")
     p.add_argument("--name", default="adaptive", help="adaptive: the result's name")
     return p.parse_args(argv)
@@ -162,6 +167,46 @@ def local_ray():
         ray.shutdown()
 
 
+@contextmanager
+def phase_timers():
+    """Seconds spent in the label stage's engine passes and in its sort-aggregate-write step, summed over
+    the stage runs inside the block (the wrappers only time the stage's own calls)."""
+    from gram_ray.stages import label
+
+    seconds = {"engine_pass_s": 0.0, "sort_aggregate_write_s": 0.0}
+    originals = {"generate": label.runner.generate, "write_stage": label.write_stage}
+
+    def timing(name: str, fn):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                seconds[name] += time.perf_counter() - start
+        return timed
+
+    label.runner.generate = timing("engine_pass_s", originals["generate"])
+    label.write_stage = timing("sort_aggregate_write_s", originals["write_stage"])
+    try:
+        yield seconds
+    finally:
+        label.runner.generate, label.write_stage = originals["generate"], originals["write_stage"]
+
+
+def engine_start_seconds(engine) -> float:
+    """Wall time of starting one vLLM engine of ``engine`` in this process (then shut down)."""
+    from vllm import LLM
+
+    from gram_ray.judging.engine import llm_kwargs
+
+    start = time.perf_counter()
+    llm = LLM(**llm_kwargs(engine))
+    seconds = time.perf_counter() - start
+    llm.llm_engine.engine_core.shutdown()
+    del llm
+    return seconds
+
+
 def timed_stage(pairs: Path, out: Path, engine, judge, extra: dict | None) -> float:
     from gram_ray.stages import label_pairs
 
@@ -182,12 +227,18 @@ def part_rows(args: argparse.Namespace, work: Path) -> None:
     engine = engine_for(model)
     judge = JudgeConfig(template="compact", votes=1, temperature=0.0, max_tokens=args.tokens)
     extra = {"ignore_eos": True}
+    engine_start = engine_start_seconds(engine)
     with local_ray():
-        fixed = timed_stage(head(pairs, SMALL), work / "out" / f"rows-small-{args.rows}", engine, judge, extra)
-        with PeakRss() as peak:
+        with phase_timers() as phases:
+            fixed = timed_stage(head(pairs, SMALL), work / "out" / f"rows-small-{args.rows}", engine, judge, extra)
+        with PeakRss() as peak, phase_timers() as large_phases:
             total = timed_stage(pairs, work / "out" / f"rows-{args.rows}", engine, judge, extra)
+    breakdown = {"vllm_engine_start_s": round(engine_start, 1), **{k: round(v, 1) for k, v in phases.items()},
+                 "other_s": round(fixed - sum(phases.values()), 1)}
+    breakdown_large = {k: round(v, 1) for k, v in large_phases.items()}
     save(work, f"rows-{args.rows}", {"rows": args.rows, "tokens": args.tokens, "fixed_s": round(fixed, 1),
-                                     "total_s": round(total, 1),
+                                     "fixed_breakdown": breakdown, "total_s": round(total, 1),
+                                     "total_breakdown": breakdown_large,
                                      "marginal_ms_per_row": round(1e3 * (total - fixed) / (args.rows - SMALL), 3),
                                      "end_to_end_ms_per_row": round(1e3 * total / args.rows, 3),
                                      "peak_rss": peak.as_dict()})
@@ -225,23 +276,28 @@ def part_votes(args: argparse.Namespace, work: Path) -> None:
                          "ray_votes_vs_offline": round(stage_rate / offline_rate, 3)})
 
 
-def prefix_requests(pairs: int, model: Path) -> list[list[int]]:
-    """Judge prompts (gram_r2, both orders) of the first HHH pairs whose prompts fit in 2,048 tokens."""
+def hhh_pairs(pairs: int, model: Path) -> list[tuple[dict, list[list[int]]]]:
+    """The first ``pairs`` HHH pairs whose judge prompts (gram_r2, both orders) fit in ``PROMPT_LIMIT``
+    tokens, each with those two prompts."""
     from gram_ray.data.benchmarks import load_benchmark
     from gram_ray.judging.requests import chat_ids, load_tokenizer
     from gram_ray.prompts import judge_prompt
 
     root = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "benchmarks"
     tokenizer = load_tokenizer(str(model))
-    prompts = []
+    kept = []
     for row in load_benchmark("hhh", root).to_pylist():
         both = [chat_ids(tokenizer, judge_prompt("gram_r2", row["prompt"], a, b))
                 for a, b in ((row["response_a"], row["response_b"]), (row["response_b"], row["response_a"]))]
-        if max(map(len, both)) < 2048:
-            prompts += both
-        if len(prompts) >= 2 * pairs:
+        if max(map(len, both)) < PROMPT_LIMIT:
+            kept.append((row, both))
+        if len(kept) >= pairs:
             break
-    return prompts
+    return kept
+
+
+def prefix_requests(pairs: int, model: Path) -> list[list[int]]:
+    return [prompt for _, both in hhh_pairs(pairs, model) for prompt in both]
 
 
 def part_prefix_one(args: argparse.Namespace, work: Path) -> None:
@@ -252,7 +308,7 @@ def part_prefix_one(args: argparse.Namespace, work: Path) -> None:
 
     model = smollm2_model()
     prompts = prefix_requests(args.pairs, model)
-    engine = engine_for(model, max_model_len=2048 + args.tokens, max_num_seqs=32,
+    engine = engine_for(model, max_model_len=PROMPT_LIMIT + args.tokens, max_num_seqs=32,
                         enable_prefix_caching=args.caching == "on")
     llm = LLM(**llm_kwargs(engine))
     params = SamplingParams(temperature=0.0, max_tokens=args.tokens, ignore_eos=True)
@@ -289,23 +345,36 @@ def generated_tokens(folder: Path, model: str) -> int:
 
 
 def part_adaptive(args: argparse.Namespace, work: Path) -> None:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from gram_ray.config import AdaptiveVoting, EngineConfig, JudgeConfig
 
     pairs = work / f"{args.name}-pairs.parquet"
-    pq.write_table(pq.read_table(args.pairs_file).slice(0, args.pairs), pairs)
-    engine = EngineConfig(model=args.model, max_model_len=512, batch_size=128, max_num_seqs=256, cpu_kvcache_gib=2)
-    full = JudgeConfig(template="compact", votes=4, temperature=0.7, swap_pass=True, max_tokens=96)  # the demo's
+    if args.model == "smollm2":
+        from gram_ray.data.schemas import PAIR_SCHEMA
+        from gram_ray.tinykit.smollm2 import smollm2_model
+
+        model = smollm2_model()
+        rows = [row for row, _ in hhh_pairs(args.pairs, model)]
+        pq.write_table(pa.Table.from_pylist(rows, schema=PAIR_SCHEMA), pairs)
+        engine = EngineConfig(model=str(model), max_model_len=PROMPT_LIMIT + args.tokens, batch_size=32,
+                              max_num_seqs=32, cpu_kvcache_gib=2)
+        full = JudgeConfig(template="gram_r2", votes=4, temperature=0.7, swap_pass=True, max_tokens=args.tokens)
+    else:
+        pq.write_table(pq.read_table(args.pairs_file).slice(0, args.pairs), pairs)
+        engine = EngineConfig(model=args.model, max_model_len=512, batch_size=128, max_num_seqs=256,
+                              cpu_kvcache_gib=2)
+        full = JudgeConfig(template="compact", votes=4, temperature=0.7, swap_pass=True, max_tokens=96)  # the demo's
     adaptive = full.model_copy(update={"adaptive": AdaptiveVoting()})
-    result: dict = {"pairs": args.pairs, "model": args.model, "judge": full.model_dump(),
+    result: dict = {"pairs": args.pairs, "model": engine.model, "judge": full.model_dump(),
                     "adaptive": adaptive.adaptive.model_dump()}
     labels = {}
     with local_ray():
         for name, judge in (("full", full), ("adaptive", adaptive)):
             out = work / "out" / f"{args.name}-{name}"
             result[f"{name}_s"] = round(timed_stage(pairs, out, engine, judge, None), 1)
-            result[f"{name}_tokens"] = generated_tokens(out, args.model)
+            result[f"{name}_tokens"] = generated_tokens(out, engine.model)
             table = pq.read_table(out / "labelled").to_pylist()
             labels[name] = {r["id"]: r["label"] for r in table}
             result[f"{name}_samples"] = sum(r["votes_total"] for r in table)
