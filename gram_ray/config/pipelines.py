@@ -215,6 +215,8 @@ class PolicyEvalSettings(Section):
                                      "(each reward judges every candidate pair: the costly part)")
     best_of_n: int = Field(16, ge=1, description="samples per question; best-of-n is measured for n = 1 .. this")
     temperature: float = Field(1.0, gt=0, description="sampling temperature of the best-of-n candidates")
+    samples: int = Field(0, ge=0, description="samples per held-out question at the GRPO temperature: the sampled "
+                         "accuracy, the policy's expected reward, which GRPO raises (0: greedy accuracy only)")
     max_new_tokens: int = Field(32, ge=1)
     seed: int = 0
 
