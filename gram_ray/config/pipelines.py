@@ -206,8 +206,8 @@ RewardName = Literal["gram_r2", "label_only", "oracle"]
 
 
 class PolicyEvalSettings(Section):
-    """How a policy is measured on held-out questions: greedy accuracy, and best-of-n accuracy of
-    ``best_of_n`` samples selected by each reward."""
+    """How a policy is measured on held-out questions: greedy accuracy, sampled accuracy at the GRPO
+    temperature (with ``samples``), and best-of-n accuracy of ``best_of_n`` samples selected by each reward."""
 
     questions: int = Field(64, ge=1, description="held-out questions (operand pairs no training question uses) "
                            "of the greedy accuracy: its standard error is sqrt(p(1-p)/questions)")

@@ -92,19 +92,19 @@ def write_grpo_report(run: RunDir, scores: dict[str, dict[str, list[float]]], be
     return paths
 
 
-def _plot(accuracy: dict[str, dict[str, float]], best_of_n: dict[str, list[float]], out: Path) -> None:
+def _plot(by_kind: dict[str, dict[str, float]], best_of_n: dict[str, list[float]], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
-    labels = list(accuracy[GREEDY])
-    width = 0.8 / len(accuracy)
-    for i, (kind, by_policy) in enumerate(accuracy.items()):
+    labels = list(by_kind[GREEDY])
+    width = 0.8 / len(by_kind)
+    for i, (kind, by_policy) in enumerate(by_kind.items()):
         bars.bar([j + i * width for j in range(len(labels))], [100 * by_policy[name] for name in labels],
                  width=width, label=kind)
-    bars.set_xticks([j + width * (len(accuracy) - 1) / 2 for j in range(len(labels))], labels)
+    bars.set_xticks([j + width * (len(by_kind) - 1) / 2 for j in range(len(labels))], labels)
     percent_axes(bars, "policy", "held-out accuracy (%)", "policy accuracy after GRPO with each reward")
     for name, accuracy in best_of_n.items():
         ns = range(1, len(accuracy) + 1)
