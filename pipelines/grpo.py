@@ -10,7 +10,8 @@ run in ``rm_run`` ended with; ``label_only``, that run's label-only GRAM judge; 
 answer checker. The two judges give group rewards (``gram_ray.apply.trl_rewards.GroupReward``, method
 ``group_method``) and see each completion's final answer; the oracle is logged beside them at weight 0.
 
-Writes ``runs/<name>/report.json`` (``policy_accuracy``: before and after each run; ``best_of_n``), report.md
+Writes ``runs/<name>/report.json`` (``policy_accuracy``: greedy, before and after each run; with ``eval.samples``
+also ``policy_accuracy_sampled`` at the GRPO temperature; ``best_of_n``), report.md
 and report.png. Resume and ``--redo`` work as in ``pipelines/selftrain.py``.
 """
 
@@ -65,12 +66,12 @@ def grpo(d: Driver) -> dict:
     from gram_ray.apply.judges import OfflineJudge
     from gram_ray.apply.trl_rewards import GroupReward
     from gram_ray.eval.policy import (
-        accuracy,
         best_of_n_accuracy,
         correct,
         generate,
         judge_tables,
         oracle_table,
+        right_shares,
     )
     from gram_ray.train.grpo import train_grpo
 
@@ -88,20 +89,30 @@ def grpo(d: Driver) -> dict:
         model, kind, settings = judges[name]
         return DistinctComparisons(OfflineJudge.from_config(cfg.engine.for_model(model), kind, settings))
 
-    def greedy_accuracy(name: str, model_stage: str) -> float:
+    def measured(name: str, model_stage: str) -> dict[str, Any]:
+        """Greedy accuracy, and with ``eval.samples`` the sampled accuracy at the GRPO temperature, with
+        each question's score (a paired gain's standard error needs them)."""
         def measure() -> tuple[dict, dict]:
-            completions = [c for (c,) in generate(d.path(model_stage, MODEL), questions, 1, 0.0, ev.max_new_tokens)]
+            model = d.path(model_stage, MODEL)
+            greedy = [c for (c,) in generate(model, questions, 1, 0.0, ev.max_new_tokens)]
+            sampled = (generate(model, questions, ev.samples, cfg.grpo.temperature, ev.max_new_tokens, ev.seed)
+                       if ev.samples else [])
             out = run.path("eval", name, "greedy.json")
             out.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out, json.dumps([{"question": q, "completion": c, "sum": t}
-                                               for q, c, t in zip(questions, completions, totals, strict=True)],
+            atomic_write_text(out, json.dumps([{"question": q, "completion": c, "sum": t, "samples": s}
+                                               for q, c, t, s in zip(questions, greedy, totals,
+                                                                     sampled or [[]] * len(questions), strict=True)],
                                               indent=1))
-            return {"completions": str(out)}, {"accuracy": accuracy(completions, totals)}
+            scores = {"greedy": right_shares([[c] for c in greedy], totals)}
+            if sampled:
+                scores["sampled"] = right_shares(sampled, totals)
+            return {"completions": str(out)}, {"per_question": scores}
 
-        return d.stage(f"eval_{name}", {"eval": ev}, [model_stage], measure, leaf=True).info["accuracy"]
+        settings = {"eval": ev, "temperature": cfg.grpo.temperature}
+        return d.stage(f"eval_{name}", settings, [model_stage], measure, leaf=True).info
 
-    policy_accuracy = {BEFORE: greedy_accuracy(BEFORE, "pretrain")}
-    print(f"[gram-ray] policy before GRPO: held-out accuracy {policy_accuracy[BEFORE]:.3f}")
+    scores = {BEFORE: measured(BEFORE, "pretrain")["per_question"]}
+    print(f"[gram-ray] policy before GRPO: held-out accuracy {_summary(scores[BEFORE])}")
 
     def sample_candidates() -> tuple[dict, dict]:
         samples = generate(d.path("pretrain", MODEL), bon_questions, ev.best_of_n, ev.temperature,
@@ -148,16 +159,21 @@ def grpo(d: Driver) -> dict:
         settings = {"grpo": cfg.grpo, "judge": judges.get(name), "method": cfg.group_method,
                     "both_orders": cfg.both_orders, "train_questions": cfg.train_questions}
         grpo_info[name] = d.stage(f"grpo_{name}", settings, ["pretrain"], trained).info
-        policy_accuracy[name] = greedy_accuracy(name, f"grpo_{name}")
-        print(f"[gram-ray] policy after GRPO with {name} rewards: held-out accuracy {policy_accuracy[name]:.3f}")
+        scores[name] = measured(name, f"grpo_{name}")["per_question"]
+        print(f"[gram-ray] policy after GRPO with {name} rewards: held-out accuracy {_summary(scores[name])}")
 
     sizes = {"heldout_questions": ev.questions, "best_of_n_questions": len(bon_questions),
              "best_of_n": ev.best_of_n, "train_questions": cfg.train_questions,
              "grpo_steps": cfg.grpo.steps, "prompts_per_step": cfg.grpo.prompts_per_step,
-             "num_generations": cfg.grpo.num_generations, "pretrain_steps": cfg.train["pretrain"].max_steps}
-    paths = write_grpo_report(run, policy_accuracy, curves, grpo_info, sizes)
+             "num_generations": cfg.grpo.num_generations, "pretrain_steps": cfg.train["pretrain"].max_steps,
+             "sampled_per_question": ev.samples, "sampled_temperature": cfg.grpo.temperature}
+    paths = write_grpo_report(run, scores, curves, grpo_info, sizes)
     print(f"[gram-ray] report: {paths['markdown']}  (also {paths['json']}, {paths['plot']})")
     return json.loads(Path(paths["json"]).read_text())
+
+
+def _summary(scores: dict[str, list[float]]) -> str:
+    return ", ".join(f"{kind} {sum(v) / len(v):.3f}" for kind, v in scores.items())
 
 
 def _mean_logged(history: list[dict], key: str) -> float | None:

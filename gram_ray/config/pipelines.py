@@ -206,8 +206,8 @@ RewardName = Literal["gram_r2", "label_only", "oracle"]
 
 
 class PolicyEvalSettings(Section):
-    """How a policy is measured on held-out questions: greedy accuracy, and best-of-n accuracy of
-    ``best_of_n`` samples selected by each reward."""
+    """How a policy is measured on held-out questions: greedy accuracy, sampled accuracy at the GRPO
+    temperature (with ``samples``), and best-of-n accuracy of ``best_of_n`` samples selected by each reward."""
 
     questions: int = Field(64, ge=1, description="held-out questions (operand pairs no training question uses) "
                            "of the greedy accuracy: its standard error is sqrt(p(1-p)/questions)")
@@ -215,6 +215,8 @@ class PolicyEvalSettings(Section):
                                      "(each reward judges every candidate pair: the costly part)")
     best_of_n: int = Field(16, ge=1, description="samples per question; best-of-n is measured for n = 1 .. this")
     temperature: float = Field(1.0, gt=0, description="sampling temperature of the best-of-n candidates")
+    samples: int = Field(0, ge=0, description="samples per held-out question at the GRPO temperature: the sampled "
+                         "accuracy, the policy's expected reward, which GRPO raises (0: greedy accuracy only)")
     max_new_tokens: int = Field(32, ge=1)
     seed: int = 0
 

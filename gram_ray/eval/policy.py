@@ -54,6 +54,15 @@ def correct(completion: str, total: int) -> bool:
     return final_answer(completion) == total
 
 
+def right_shares(samples: Sequence[Sequence[str]], totals: Sequence[int]) -> list[float]:
+    """Per question, the share of its sampled completions whose final sum is right. Their mean is the
+    policy's expected oracle reward at the sampling temperature: what GRPO raises, which can move while the
+    greedy answer stays put."""
+    if len(samples) != len(totals) or not totals or not all(samples):
+        raise ValueError(f"{len(samples)} sample lists (each non-empty) for {len(totals)} questions")
+    return [sum(correct(c, t) for c in cs) / len(cs) for cs, t in zip(samples, totals, strict=True)]
+
+
 def accuracy(completions: Sequence[str], totals: Sequence[int]) -> float:
     """Share of completions (one per question) whose final sum is right."""
     if len(completions) != len(totals) or not totals:

@@ -3,13 +3,24 @@ what a judge is shown of a completion, held-out accuracy, and best-of-n selectio
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from gram_ray.apply.answer_rewards import FinalAnswers, answer_text, oracle_reward
 from gram_ray.apply.distinct_judge import DistinctComparisons
 from gram_ray.config import ConfigError, GrpoConfig, parse_config
-from gram_ray.eval.policy import accuracy, best_of_first, best_of_n_accuracy, judge_tables, oracle_table
-from gram_ray.run.grpo_report import recovered_gain, standard_error
+from gram_ray.eval.policy import (
+    accuracy,
+    best_of_first,
+    best_of_n_accuracy,
+    judge_tables,
+    oracle_table,
+    right_shares,
+)
+from gram_ray.run.grpo_report import paired_standard_error, recovered_gain, write_grpo_report
+from gram_ray.run.manifest import RunDir
 from gram_ray.tinykit.addition import OPERANDS, final_answer, split_questions, worked_solution
 
 RIGHT = "7+8=15, carry 1. 3+4+1=8. sum 85."  # 37 + 48
@@ -122,10 +133,20 @@ def test_recovered_gain_is_a_share_of_the_oracles_gain():
     assert recovered_gain({"before": 0.4, "gram_r2": 0.6, "oracle": 0.4}) == {"gram_r2": None, "oracle": None}
 
 
-def test_the_standard_error_of_an_accuracy_shrinks_with_the_root_of_the_questions():
-    assert standard_error(0.3, 32) == pytest.approx(0.081, abs=5e-4)
-    assert standard_error(0.3, 256) == pytest.approx(standard_error(0.3, 32) / 8 ** 0.5)
-    assert standard_error(1.0, 32) == 0.0
+def test_a_paired_standard_error_measures_the_spread_of_the_per_question_gains():
+    before, after = [0.0, 0.5, 1.0, 0.25], [0.5, 0.5, 1.0, 0.75]  # gains 0.5, 0, 0, 0.5: s.d. 1/sqrt(12)
+    assert paired_standard_error(before, after) == pytest.approx((1 / 12) ** 0.5 / 2)
+    assert paired_standard_error([0.0, 1.0, 0.5], [0.25, 1.25, 0.75]) == 0.0  # the same gain on every question
+    with pytest.raises(ValueError, match="same >= 2 questions: 2 and 3"):
+        paired_standard_error([0.0, 1.0], [0.0, 1.0, 0.5])
+
+
+def test_right_shares_give_each_question_the_share_of_its_samples_that_end_with_its_sum():
+    assert right_shares([[RIGHT, SLIP, RIGHT, "no idea"], [SLIP]], [85, 75]) == [0.5, 1.0]
+    with pytest.raises(ValueError, match="1 sample lists"):
+        right_shares([[RIGHT]], [85, 75])
+    with pytest.raises(ValueError, match="each non-empty"):
+        right_shares([[RIGHT], []], [85, 75])
 
 
 def _grpo(**change) -> dict:
@@ -145,3 +166,24 @@ def test_the_grpo_config_names_a_bad_key():
         with pytest.raises(ConfigError, match="invalid configuration") as err:
             parse_config(_grpo(**change), GrpoConfig)
         assert message in str(err.value)
+
+
+def test_the_report_gives_greedy_and_sampled_accuracy_with_paired_errors_and_shares_of_the_oracles_gain(tmp_path):
+    scores = {"before": {"greedy": [0.0, 1.0, 0.0, 0.0], "sampled": [0.25, 0.5, 0.0, 0.25]},
+              "gram_r2": {"greedy": [0.0, 1.0, 1.0, 0.0], "sampled": [0.5, 0.75, 0.0, 0.25]},
+              "oracle": {"greedy": [1.0, 1.0, 1.0, 0.0], "sampled": [0.75, 0.75, 0.25, 0.25]}}
+    sizes = {"heldout_questions": 4, "best_of_n_questions": 4, "best_of_n": 2, "sampled_per_question": 4,
+             "sampled_temperature": 0.5}
+    paths = write_grpo_report(RunDir(tmp_path), scores, {"oracle": [0.25, 0.5]},
+                              {"gram_r2": {"judge_prompts": 12, "seconds": 3.0}}, sizes)
+    report = json.loads(Path(paths["json"]).read_text())
+    assert report["policy_accuracy"] == {"before": 0.25, "gram_r2": 0.5, "oracle": 0.75}
+    assert report["policy_accuracy_sampled"] == {"before": 0.25, "gram_r2": 0.375, "oracle": 0.5}
+    assert report["recovered_oracle_gain"] == {"gram_r2": 0.5, "oracle": 1.0}
+    assert report["recovered_oracle_gain_sampled"] == {"gram_r2": 0.5, "oracle": 1.0}
+    assert report["gain_standard_error"]["sampled"]["oracle"] == pytest.approx(
+        paired_standard_error(scores["before"]["sampled"], scores["oracle"]["sampled"]))
+    table = Path(paths["markdown"]).read_text()
+    assert "| before GRPO | 25.0% |  | 25.0% |  |  |  |" in table
+    assert "| GRPO with exact checker (oracle) | 75.0% (+50.0 +- 28.9) | 100% | 50.0% (+25.0 +- 10.2) | 100% |" in table
+    assert Path(paths["plot"]).stat().st_size > 0
