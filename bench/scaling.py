@@ -47,6 +47,7 @@ from pathlib import Path
 SMALL = 16
 ROWS = (1000, 4000, 16000)
 PROMPT_LIMIT = 2048  # judge prompt tokens of the real pairs SmolLM2 judges
+DISTINCT_PAIRS = 10_000  # addition pairs drawn at most (see task_pairs)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -126,15 +127,26 @@ def bench_model(work: Path) -> Path:
 
 
 def task_pairs(work: Path, n: int) -> Path:
-    """``n`` pairs of the tiny kit's addition task (one draw; a larger n extends a smaller one's rows)."""
+    """``n`` pairs of the tiny kit's addition task. The task holds about 12.7k distinct comparisons, so past
+    ``DISTINCT_PAIRS`` the pairs are the drawn ones again with their responses swapped (new ids): every
+    prompt is still distinct, and the same length as the pair it copies."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from gram_ray.tinykit.addition import TaskSizes, write_task
 
     path = work / f"pairs-{n}.parquet"
     if not path.exists():
-        sizes = TaskSizes(seed=1, labeled=1, unlabeled_rounds=1, unlabeled_per_round=n, heldout=1, pretrain=1)
-        pq.write_table(pq.read_table(write_task(work / f"task-{n}", seed=0, sizes=sizes).unlabeled[0]), path)
+        drawn = min(n, DISTINCT_PAIRS)
+        sizes = TaskSizes(seed=1, labeled=1, unlabeled_rounds=1, unlabeled_per_round=drawn, heldout=1, pretrain=1)
+        table = pq.read_table(write_task(work / f"task-{n}", seed=0, sizes=sizes).unlabeled[0])
+        copies = table.slice(0, n - drawn)
+        swapped = copies.set_column(0, "id", pc.binary_join_element_wise(copies["id"], "swapped", "-"))
+        a, b = copies.schema.get_field_index("response_a"), copies.schema.get_field_index("response_b")
+        swapped = swapped.set_column(a, "response_a", copies["response_b"]).set_column(b, "response_b",
+                                                                                   copies["response_a"])
+        pq.write_table(pa.concat_tables([table, swapped.cast(table.schema)]), path)
     return path
 
 
