@@ -205,18 +205,26 @@ def phase_timers():
         label.runner.generate, label.write_stage = originals["generate"], originals["write_stage"]
 
 
-def engine_start_seconds(engine) -> float:
-    """Wall time of starting one vLLM engine of ``engine`` in this process (then shut down)."""
+@contextmanager
+def offline_engine(engine):
+    """(a ``vllm.LLM`` of ``engine`` in this process, its start-up seconds); the engine core is shut down on
+    leaving, so that a later local Ray has the cores."""
     from vllm import LLM
 
     from gram_ray.judging.engine import llm_kwargs
 
     start = time.perf_counter()
     llm = LLM(**llm_kwargs(engine))
-    seconds = time.perf_counter() - start
-    llm.llm_engine.engine_core.shutdown()
-    del llm
-    return seconds
+    try:
+        yield llm, time.perf_counter() - start
+    finally:
+        llm.llm_engine.engine_core.shutdown()
+
+
+def engine_start_seconds(engine) -> float:
+    """Wall time of starting one vLLM engine of ``engine`` in this process."""
+    with offline_engine(engine) as (_, seconds):
+        return seconds
 
 
 def timed_stage(pairs: Path, out: Path, engine, judge, extra: dict | None) -> float:
@@ -258,10 +266,9 @@ def part_rows(args: argparse.Namespace, work: Path) -> None:
 
 def part_votes(args: argparse.Namespace, work: Path) -> None:
     import pyarrow.parquet as pq
-    from vllm import LLM, SamplingParams, TokensPrompt
+    from vllm import SamplingParams, TokensPrompt
 
     from gram_ray.config import JudgeConfig
-    from gram_ray.judging.engine import llm_kwargs
     from gram_ray.stages.label import judge_requests
 
     model, pairs = bench_model(work), task_pairs(work, args.pairs)
@@ -269,14 +276,12 @@ def part_votes(args: argparse.Namespace, work: Path) -> None:
     judge = JudgeConfig(template="compact", votes=args.votes, temperature=1.0, max_tokens=args.tokens)
     extra = {"ignore_eos": True}
     requests = [judge_requests(r, engine, judge, extra)[0] for r in pq.read_table(pairs).to_pylist()]
-    llm = LLM(**llm_kwargs(engine))
-    start = time.perf_counter()
-    outs = llm.generate([TokensPrompt(prompt_token_ids=r.prompt_ids) for r in requests],
-                        [SamplingParams(**r.sampling) for r in requests], use_tqdm=False)
-    offline = time.perf_counter() - start
+    with offline_engine(engine) as (llm, _):
+        start = time.perf_counter()
+        outs = llm.generate([TokensPrompt(prompt_token_ids=r.prompt_ids) for r in requests],
+                            [SamplingParams(**r.sampling) for r in requests], use_tqdm=False)
+        offline = time.perf_counter() - start
     assert all(len(o.outputs) == args.votes for o in outs)
-    llm.llm_engine.engine_core.shutdown()
-    del llm
     with local_ray():
         fixed = timed_stage(head(pairs, SMALL), work / "out" / "votes-small", engine, judge, extra)
         total = timed_stage(pairs, work / "out" / "votes", engine, judge, extra)
@@ -313,27 +318,25 @@ def prefix_requests(pairs: int, model: Path) -> list[list[int]]:
 
 
 def part_prefix_one(args: argparse.Namespace, work: Path) -> None:
-    from vllm import LLM, SamplingParams, TokensPrompt
+    from vllm import SamplingParams, TokensPrompt
 
-    from gram_ray.judging.engine import llm_kwargs
     from gram_ray.tinykit.smollm2 import smollm2_model
 
     model = smollm2_model()
     prompts = prefix_requests(args.pairs, model)
     engine = engine_for(model, max_model_len=PROMPT_LIMIT + args.tokens, max_num_seqs=32,
                         enable_prefix_caching=args.caching == "on")
-    llm = LLM(**llm_kwargs(engine))
     params = SamplingParams(temperature=0.0, max_tokens=args.tokens, ignore_eos=True)
-    start = time.perf_counter()
-    outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
-    seconds = time.perf_counter() - start
+    with offline_engine(engine) as (llm, _):
+        start = time.perf_counter()
+        outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
+        seconds = time.perf_counter() - start
     prompt_tokens = sum(map(len, prompts))
     cached = sum(o.num_cached_tokens or 0 for o in outs)
     save(work, f"prefix-{args.caching}", {"prompts": len(prompts), "prompt_tokens": prompt_tokens,
                                           "prompt_tokens_computed": prompt_tokens - cached,
                                           "seconds": round(seconds, 1),
                                           "prompts_per_s": round(len(prompts) / seconds, 3)})
-    llm.llm_engine.engine_core.shutdown()
 
 
 def part_prefix(args: argparse.Namespace, work: Path) -> None:
