@@ -9,9 +9,11 @@ time (each well under the machine's time slot for a heavy job):
                   ``stages.rows.LOCAL_ROWS`` go), random-weight tiny judge, greedy, ``--tokens`` generated
                   tokens each (``ignore_eos``). A 16-pair run first gives the stage's fixed cost (engine
                   start, actor pools, the sort's tasks); the per-row cost is the marginal one,
-                  (T_N - T_16) / (N - 16). Peak RSS of the driver and of its descendant processes (the local
+                  (T_N - T_16) / (N - 16). ``--repeats R`` alternates the two runs R times and takes the
+                  median marginal cost: at 1,000 rows the marginal work is the size of the fixed cost's
+                  run-to-run spread. Peak RSS of the driver and of its descendant processes (the local
                   Ray cluster: raylet, workers, engine actors and their vLLM engine cores), sampled every
-                  0.2 s during the N-pair run. The 16-pair run's fixed cost is split into the engine pass
+                  0.2 s during the runs. The 16-pair run's fixed cost is split into the engine pass
                   (of which vLLM's own engine start, timed alone in this process first) and the sort,
                   aggregation and writing of the outputs (gram-ray's own, on Ray Data); the N-pair run's
                   total into the same two.
@@ -41,11 +43,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
 SMALL = 16
 ROWS = (1000, 4000, 16000)
+REPEATS = {1000: 3}  # rows runs per size in ``all``: 1,000 rows' marginal work is the fixed cost's spread
 PROMPT_LIMIT = 2048  # judge prompt tokens of the real pairs SmolLM2 judges
 DISTINCT_PAIRS = 10_000  # addition pairs drawn at most (see task_pairs)
 
@@ -55,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("part", choices=["rows", "votes", "prefix", "prefix-one", "adaptive", "summary", "all"])
     p.add_argument("--work", default="runs/bench/scaling", help="models, data, stage outputs and part results")
     p.add_argument("--rows", type=int, default=1000, help="rows: pairs labelled")
+    p.add_argument("--repeats", type=int, default=1, help="rows: 16-pair and N-pair runs, alternated; the "
+                   "per-row cost is the median of the runs' marginal costs")
     p.add_argument("--tokens", type=int, default=8, help="generated tokens per sample (ignore_eos)")
     p.add_argument("--pairs", type=int, default=200, help="votes / prefix / adaptive: pairs judged")
     p.add_argument("--votes", type=int, default=8, help="votes: k")
@@ -248,19 +254,32 @@ def part_rows(args: argparse.Namespace, work: Path) -> None:
     judge = JudgeConfig(template="compact", votes=1, temperature=0.0, max_tokens=args.tokens)
     extra = {"ignore_eos": True}
     engine_start = engine_start_seconds(engine)
-    with local_ray():
-        with phase_timers() as phases:
-            fixed = timed_stage(head(pairs, SMALL), work / "out" / f"rows-small-{args.rows}", engine, judge, extra)
-        with PeakRss() as peak, phase_timers() as large_phases:
-            total = timed_stage(pairs, work / "out" / f"rows-{args.rows}", engine, judge, extra)
-    breakdown = {"vllm_engine_start_s": round(engine_start, 1), **{k: round(v, 1) for k, v in phases.items()},
-                 "other_s": round(fixed - sum(phases.values()), 1)}
-    breakdown_large = {k: round(v, 1) for k, v in large_phases.items()}
-    save(work, f"rows-{args.rows}", {"rows": args.rows, "tokens": args.tokens, "fixed_s": round(fixed, 1),
-                                     "fixed_breakdown": breakdown, "total_s": round(total, 1),
+    fixed, total = [], []
+    phases: Counter[str] = Counter()
+    large_phases: Counter[str] = Counter()
+    with local_ray(), PeakRss() as peak:
+        for run in range(args.repeats):  # each N-pair run right after a 16-pair one: a drift hits both alike
+            with phase_timers() as seconds:
+                fixed.append(timed_stage(head(pairs, SMALL), work / "out" / f"rows-small-{args.rows}-{run}",
+                                         engine, judge, extra))
+            phases.update(seconds)
+            with phase_timers() as seconds:
+                total.append(timed_stage(pairs, work / "out" / f"rows-{args.rows}-{run}", engine, judge, extra))
+            large_phases.update(seconds)
+    marginals = sorted(1e3 * (t - f) / (args.rows - SMALL) for f, t in zip(fixed, total, strict=True))
+    mean = sum(fixed) / len(fixed), sum(total) / len(total)
+    breakdown = {"vllm_engine_start_s": round(engine_start, 1),
+                 **{k: round(v / args.repeats, 1) for k, v in phases.items()},
+                 "other_s": round(mean[0] - sum(phases.values()) / args.repeats, 1)}
+    breakdown_large = {k: round(v / args.repeats, 1) for k, v in large_phases.items()}
+    save(work, f"rows-{args.rows}", {"rows": args.rows, "tokens": args.tokens, "repeats": args.repeats,
+                                     "fixed_s": round(mean[0], 1), "fixed_runs_s": [round(f, 1) for f in fixed],
+                                     "fixed_breakdown": breakdown, "total_s": round(mean[1], 1),
+                                     "total_runs_s": [round(t, 1) for t in total],
                                      "total_breakdown": breakdown_large,
-                                     "marginal_ms_per_row": round(1e3 * (total - fixed) / (args.rows - SMALL), 3),
-                                     "end_to_end_ms_per_row": round(1e3 * total / args.rows, 3),
+                                     "marginal_ms_per_row": round(marginals[len(marginals) // 2], 3),
+                                     "marginal_runs_ms_per_row": [round(m, 3) for m in marginals],
+                                     "end_to_end_ms_per_row": round(1e3 * mean[1] / args.rows, 3),
                                      "peak_rss": peak.as_dict()})
 
 
@@ -423,7 +442,8 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.part == "all":
-        for part in [*(["rows", "--rows", str(n)] for n in ROWS), ["votes"], ["prefix"]]:
+        for part in [*(["rows", "--rows", str(n), "--repeats", str(REPEATS.get(n, 1))] for n in ROWS), ["votes"],
+                     ["prefix"]]:
             subprocess.run([sys.executable, __file__, *part, "--work", str(work)], check=True)
         summary(work)
         return
