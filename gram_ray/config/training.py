@@ -112,6 +112,8 @@ class GrpoSettings(Section):
                                  "the first: far below a pre-training peak (1e-3 broke the demo policy in one step)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature of the completions")
     max_completion_length: int = Field(32, ge=1, description="tokens per completion")
-    beta: float = Field(0.0, ge=0, description="KL penalty towards the start policy; 0 = no reference model")
+    beta: float = Field(0.0, ge=0, description="KL penalty towards the start policy; 0 = no reference model. With "
+                        "a judge's rewards, the demo needed 0.1: without it the policy drifted to answers the judge "
+                        "could not tell from the right one")
     use_gpu: bool = False
     seed: int = 0

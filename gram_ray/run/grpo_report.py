@@ -37,6 +37,15 @@ def paired_standard_error(before: Sequence[float], after: Sequence[float]) -> fl
     return (sum((g - mean) ** 2 for g in gains) / (len(gains) - 1) / len(gains)) ** 0.5
 
 
+def greedy_flips(before: Sequence[float], after: Sequence[float]) -> dict[str, int]:
+    """Questions whose greedy answer GRPO turned from wrong to right and from right to wrong: a small net
+    gain can be many fixes undone by as many breaks, which says where the reward misleads."""
+    if len(before) != len(after):
+        raise ValueError(f"flips need the same questions: {len(before)} and {len(after)}")
+    return {"wrong_to_right": sum(1 for b, a in zip(before, after, strict=True) if a > b),
+            "right_to_wrong": sum(1 for b, a in zip(before, after, strict=True) if a < b)}
+
+
 def write_grpo_report(run: RunDir, scores: dict[str, dict[str, list[float]]], best_of_n: dict[str, list[float]],
                       grpo: dict[str, dict], sizes: dict) -> dict[str, str]:
     """``scores[policy][kind]``: each held-out question's score, ``greedy`` (0 or 1) and optionally
@@ -47,21 +56,22 @@ def write_grpo_report(run: RunDir, scores: dict[str, dict[str, list[float]]], be
     gain_error = {kind: {name: paired_standard_error(scores[BEFORE][kind], s[kind])
                          for name, s in scores.items() if name != BEFORE} for kind in kinds}
     recovered = {kind: recovered_gain(accuracy[kind]) for kind in kinds}
+    flips = {name: greedy_flips(scores[BEFORE][GREEDY], s[GREEDY]) for name, s in scores.items() if name != BEFORE}
     policy_accuracy = accuracy[GREEDY]
     report = {"policy_accuracy": policy_accuracy, "recovered_oracle_gain": recovered[GREEDY],
               **({"policy_accuracy_sampled": accuracy[SAMPLED], "recovered_oracle_gain_sampled": recovered[SAMPLED]}
                  if SAMPLED in kinds else {}),
-              "gain_standard_error": gain_error, "best_of_n": best_of_n,
+              "gain_standard_error": gain_error, "greedy_flips": flips, "best_of_n": best_of_n,
               "grpo": grpo, "sizes": sizes, "stage_seconds": times, "total_seconds": round(sum(times.values()), 1)}
     columns = " | ".join(f"{kind} accuracy (gain +- paired s.e.) | share of the oracle's {kind} gain" for kind in kinds)
     lines = [f"# GRPO report: {run.root.name}", "",
              f"Held-out policy accuracy ({sizes['heldout_questions']} questions): greedy, and sampled "
              f"({sizes.get('sampled_per_question', 0)} samples a question at temperature "
              f"{sizes.get('sampled_temperature')}: the expected reward GRPO raises) where measured.", "",
-             f"| policy | {columns} | judge prompts | GRPO seconds |",
-             "|---" * (3 + 2 * len(kinds)) + "|",
+             f"| policy | {columns} | greedy answers fixed / broken | judge prompts | GRPO seconds |",
+             "|---" * (4 + 2 * len(kinds)) + "|",
              "| " + " | ".join(["before GRPO", *[c for k in kinds for c in (f"{100 * accuracy[k][BEFORE]:.1f}%", "")],
-                                "", ""]) + " |"]
+                                "", "", ""]) + " |"]
     for name in scores:
         if name != BEFORE:
             cells = []
@@ -72,8 +82,9 @@ def write_grpo_report(run: RunDir, scores: dict[str, dict[str, list[float]]], be
                           "n/a" if share is None else f"{100 * share:.0f}%"]
             info = grpo.get(name, {})
             seconds = "" if info.get("seconds") is None else f"{info['seconds']:.0f}"
-            lines.append(f"| GRPO with {NAMES[name]} | {' | '.join(cells)} | {info.get('judge_prompts', '')} "
-                         f"| {seconds} |")
+            fixed_broken = f"{flips[name]['wrong_to_right']} / {flips[name]['right_to_wrong']}"
+            lines.append(f"| GRPO with {NAMES[name]} | {' | '.join(cells)} | {fixed_broken} "
+                         f"| {info.get('judge_prompts', '')} | {seconds} |")
     names = list(best_of_n)
     lines += ["", f"Best-of-n accuracy on the first {sizes['best_of_n_questions']} of those questions: n of the "
               f"{sizes['best_of_n']} samples per question of the policy before GRPO, the best selected by each "

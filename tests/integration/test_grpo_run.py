@@ -1,5 +1,6 @@
-"""A 2-step GRPO run with TRL's real GRPOTrainer on the CPU, rewarded by the exact answer checker: the
-policy it saves is a different, loadable model, and the oracle's reward was logged at every step.
+"""A 2-step GRPO run with TRL's real GRPOTrainer on the CPU, rewarded by the exact answer checker and pulled
+towards its start by a KL term (as the demo is): the policy it saves is a different, loadable model, and the
+oracle's reward and the KL were logged at every step.
 
 The policy is the kit's model after a short SFT on worked solutions, in this process (``train.step``, no
 Ray: seconds): a random-weight model never states a right sum, so every reward of a group would be 0 and
@@ -57,12 +58,14 @@ def test_two_grpo_steps_with_the_oracle_reward_train_and_save_the_policy(warm_po
     from transformers import AutoModelForCausalLM
 
     rows = [{"question": question(a, b), "answer": a + b} for a, b in split_questions(0, "train", 16)]
-    settings = GrpoSettings(steps=2, prompts_per_step=4, num_generations=4, max_completion_length=32)
+    settings = GrpoSettings(steps=2, prompts_per_step=4, num_generations=4, max_completion_length=32,
+                            beta=0.1)  # the demo's KL pull: TRL then keeps a reference model
     history = train_grpo(warm_policy, rows, [oracle_reward], settings, tmp_path / "policy")
 
     steps = [h for h in history if "rewards/oracle_reward/mean" in h]
     assert [h["step"] for h in steps] == [1, 2]
     assert any(0.0 < h["rewards/oracle_reward/mean"] < 1.0 for h in steps)  # right and wrong sums: a gradient
+    assert all("kl" in h for h in steps)
     before = AutoModelForCausalLM.from_pretrained(warm_policy).state_dict()
     after = AutoModelForCausalLM.from_pretrained(tmp_path / "policy").state_dict()
     assert before.keys() == after.keys()

@@ -19,7 +19,7 @@ from gram_ray.eval.policy import (
     oracle_table,
     right_shares,
 )
-from gram_ray.run.grpo_report import paired_standard_error, recovered_gain, write_grpo_report
+from gram_ray.run.grpo_report import greedy_flips, paired_standard_error, recovered_gain, write_grpo_report
 from gram_ray.run.manifest import RunDir
 from gram_ray.tinykit.addition import OPERANDS, final_answer, split_questions, worked_solution
 
@@ -141,6 +141,13 @@ def test_a_paired_standard_error_measures_the_spread_of_the_per_question_gains()
         paired_standard_error([0.0, 1.0], [0.0, 1.0, 0.5])
 
 
+def test_greedy_flips_count_the_questions_fixed_and_broken_apart():
+    assert greedy_flips([0.0, 1.0, 1.0, 0.0, 1.0], [1.0, 0.0, 1.0, 0.0, 0.0]) == {"wrong_to_right": 1,
+                                                                                "right_to_wrong": 2}
+    with pytest.raises(ValueError, match="same questions: 1 and 2"):
+        greedy_flips([0.0], [0.0, 1.0])
+
+
 def test_right_shares_give_each_question_the_share_of_its_samples_that_end_with_its_sum():
     assert right_shares([[RIGHT, SLIP, RIGHT, "no idea"], [SLIP]], [85, 75]) == [0.5, 1.0]
     with pytest.raises(ValueError, match="1 sample lists"):
@@ -184,6 +191,9 @@ def test_the_report_gives_greedy_and_sampled_accuracy_with_paired_errors_and_sha
     assert report["gain_standard_error"]["sampled"]["oracle"] == pytest.approx(
         paired_standard_error(scores["before"]["sampled"], scores["oracle"]["sampled"]))
     table = Path(paths["markdown"]).read_text()
-    assert "| before GRPO | 25.0% |  | 25.0% |  |  |  |" in table
-    assert "| GRPO with exact checker (oracle) | 75.0% (+50.0 +- 28.9) | 100% | 50.0% (+25.0 +- 10.2) | 100% |" in table
+    assert report["greedy_flips"] == {"gram_r2": {"wrong_to_right": 1, "right_to_wrong": 0},
+                                      "oracle": {"wrong_to_right": 2, "right_to_wrong": 0}}
+    assert "| before GRPO | 25.0% |  | 25.0% |  |  |  |  |" in table
+    assert ("| GRPO with exact checker (oracle) | 75.0% (+50.0 +- 28.9) | 100% | 50.0% (+25.0 +- 10.2) | 100% "
+            "| 2 / 0 |") in table
     assert Path(paths["plot"]).stat().st_size > 0
