@@ -46,6 +46,7 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
+from statistics import mean, median
 
 SMALL = 16
 ROWS = (1000, 4000, 16000)
@@ -266,20 +267,19 @@ def part_rows(args: argparse.Namespace, work: Path) -> None:
             with phase_timers() as seconds:
                 total.append(timed_stage(pairs, work / "out" / f"rows-{args.rows}-{run}", engine, judge, extra))
             large_phases.update(seconds)
-    marginals = sorted(1e3 * (t - f) / (args.rows - SMALL) for f, t in zip(fixed, total, strict=True))
-    mean = sum(fixed) / len(fixed), sum(total) / len(total)
+    marginals = [1e3 * (t - f) / (args.rows - SMALL) for f, t in zip(fixed, total, strict=True)]
     breakdown = {"vllm_engine_start_s": round(engine_start, 1),
                  **{k: round(v / args.repeats, 1) for k, v in phases.items()},
-                 "other_s": round(mean[0] - sum(phases.values()) / args.repeats, 1)}
+                 "other_s": round(mean(fixed) - sum(phases.values()) / args.repeats, 1)}
     breakdown_large = {k: round(v / args.repeats, 1) for k, v in large_phases.items()}
     save(work, f"rows-{args.rows}", {"rows": args.rows, "tokens": args.tokens, "repeats": args.repeats,
-                                     "fixed_s": round(mean[0], 1), "fixed_runs_s": [round(f, 1) for f in fixed],
-                                     "fixed_breakdown": breakdown, "total_s": round(mean[1], 1),
+                                     "fixed_s": round(mean(fixed), 1), "fixed_runs_s": [round(f, 1) for f in fixed],
+                                     "fixed_breakdown": breakdown, "total_s": round(mean(total), 1),
                                      "total_runs_s": [round(t, 1) for t in total],
                                      "total_breakdown": breakdown_large,
-                                     "marginal_ms_per_row": round(marginals[len(marginals) // 2], 3),
-                                     "marginal_runs_ms_per_row": [round(m, 3) for m in marginals],
-                                     "end_to_end_ms_per_row": round(1e3 * mean[1] / args.rows, 3),
+                                     "marginal_ms_per_row": round(median(marginals), 3),
+                                     "marginal_runs_ms_per_row": [round(m, 3) for m in sorted(marginals)],
+                                     "end_to_end_ms_per_row": round(1e3 * mean(total) / args.rows, 3),
                                      "peak_rss": peak.as_dict()})
 
 
